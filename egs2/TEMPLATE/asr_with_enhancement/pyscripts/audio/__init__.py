@@ -1,0 +1,1 @@
+"""Audio data preparation (format_wav_scp)."""

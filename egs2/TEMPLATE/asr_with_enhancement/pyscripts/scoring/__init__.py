@@ -1,0 +1,1 @@
+"""sclite-compatible ASR scoring and result tables."""
