@@ -1,0 +1,582 @@
+"""Two-task gradient rules on the shared SE front-end parameters (pure torch).
+
+A joint SE + ASR model trains the SE front-end with two gradients: ``G_ASR``
+(of the weighted ASR loss) and ``G_SE`` (of the weighted SE loss). Plain
+multi-task learning steps on ``G_ASR + G_SE``; a *gradient rule* replaces that
+sum by ``w_asr * G_ASR + w_se * G_SE``. Every rule here is a *Gram weighting*:
+the two weights are a function of the 2x2 Gram matrix of the two gradients,
+
+    aa = |G_ASR|^2,   ss = |G_SE|^2,   as_ = G_ASR . G_SE,
+
+so a rule is a small class with a ``name`` and a ``_weights(aa, ss, as_)``
+method (see :class:`GradientRule`), registered in :data:`RULES` and built by
+:func:`get_rule`. :func:`combine_blocks` applies a rule block-wise: one Gram
+matrix per block of the flat gradient (per parameter tensor, as the released
+Gradient Remedy code does, or one block for the whole vector, as the paper's
+notation reads).
+
+Rules (``shared/spec/gradient_remedy.md`` is the authoritative statement):
+
+=================== ==========================================================
+``sum``             plain multi-task sum (the paper's MTL baseline)
+``gr``              Gradient Remedy (Hu et al., ICASSP 2023): project, rescale
+``gr_project_only`` GR ablation: the projection step only
+``gr_rescale_only`` GR ablation: the rescale step only
+``pcgrad``          one-sided PCGrad: G_SE onto G_ASR's normal plane on conflict
+``pcgrad_sym``      two-task PCGrad (Yu et al., NeurIPS 2020): each onto the
+                    other's normal plane on conflict, then summed
+=================== ==========================================================
+
+Design rules shared by all of them:
+
+- Decisions (conflict, ratio > K) are tensor ops (``torch.where``): no Python
+  ``if`` on a tensor value, no ``.item()``, hence no host/device
+  synchronisation; :func:`combine_blocks` computes all blocks' Gram entries in
+  one vectorised pass.
+- Degenerate blocks are left alone: ``|G_ASR| = 0`` or ``|G_SE| = 0`` gives the
+  plain sum, and a non-finite Gram matrix (inf/nan gradients, e.g. an AMP
+  overflow) gives weights (1, 1), so the combined gradient stays non-finite and
+  the trainer's skip-the-step logic sees it. No epsilon is added anywhere.
+- Rules are stateless: the weights depend only on the current Gram matrix.
+- Accuracy: the Gram form computes ``sin(phi)`` as ``sqrt(1 - cos^2)``, whose
+  absolute error is about ``sqrt(machine eps)`` when the two gradients are
+  almost exactly (anti)parallel (1e-8 in float64, 3e-4 in float32); elsewhere
+  it agrees with the vector form to rounding error.
+"""
+
+from __future__ import annotations
+
+import abc
+import functools
+import inspect
+import math
+import numbers
+from typing import ClassVar, Dict, NamedTuple, Sequence, Tuple, Type
+
+import torch
+
+__all__ = [
+    "BlockGram",
+    "RuleWeights",
+    "GradientRule",
+    "SumRule",
+    "GradientRemedy",
+    "GradientRemedyProjectOnly",
+    "GradientRemedyRescaleOnly",
+    "PCGrad",
+    "PCGradSymmetric",
+    "RULES",
+    "register_rule",
+    "get_rule",
+    "combine_blocks",
+]
+
+
+class BlockGram(NamedTuple):
+    """Gram entries of the two gradients, one entry per block.
+
+    Attributes:
+        aa: ``|G_ASR|^2``, shape ``[n_blocks]`` (or any shape, elementwise).
+        ss: ``|G_SE|^2``, same shape.
+        as_: ``G_ASR . G_SE``, same shape.
+    """
+
+    aa: torch.Tensor
+    ss: torch.Tensor
+    as_: torch.Tensor
+
+
+class RuleWeights(NamedTuple):
+    """A rule's decision per block: ``combined = w_asr * G_ASR + w_se * G_SE``.
+
+    Attributes:
+        w_asr: weight of ``G_ASR``, same shape and dtype as the Gram entries.
+        w_se: weight of ``G_SE``, same shape and dtype.
+        projected: bool tensor, True where the rule removed a conflict
+            (all False for rules without a projection step).
+        rescaled: bool tensor, True where GR's rescale step acted
+            (all False for rules without a rescale step).
+    """
+
+    w_asr: torch.Tensor
+    w_se: torch.Tensor
+    projected: torch.Tensor
+    rescaled: torch.Tensor
+
+
+class GradientRule(abc.ABC):
+    """Base class: a two-task rule given by its Gram weighting.
+
+    A subclass sets ``name`` (its key in :data:`RULES`), takes its
+    configuration as keyword arguments of ``__init__`` (validated there, stored
+    as attributes of the same names) and implements :meth:`_weights` with
+    tensor ops only. The base class supplies the guard for non-finite Gram
+    matrices, the call on two flat gradients and the ``repr``.
+    """
+
+    name: ClassVar[str]
+
+    def weights(
+        self, aa: torch.Tensor, ss: torch.Tensor, as_: torch.Tensor
+    ) -> RuleWeights:
+        """Weights from Gram entries of any (equal) shape, elementwise.
+
+        Args:
+            aa: ``|G_ASR|^2`` per block, floating point.
+            ss: ``|G_SE|^2`` per block, same shape, dtype and device.
+            as_: ``G_ASR . G_SE`` per block, same shape, dtype and device.
+
+        Returns:
+            :class:`RuleWeights` of the same shape. Where the Gram entries (or
+            the weights they give) are not finite, the weights are (1, 1) and
+            both flags False, i.e. the plain sum.
+        """
+        if not (aa.shape == ss.shape == as_.shape):
+            raise ValueError(
+                f"{self.name}: Gram entries must have equal shapes, got "
+                f"aa {tuple(aa.shape)}, ss {tuple(ss.shape)}, as_ {tuple(as_.shape)}"
+            )
+        if not aa.is_floating_point() or not (aa.dtype == ss.dtype == as_.dtype):
+            raise ValueError(
+                f"{self.name}: Gram entries must share one floating dtype, got "
+                f"{aa.dtype}, {ss.dtype}, {as_.dtype}"
+            )
+        w = self._weights(aa, ss, as_)
+        ok = (
+            torch.isfinite(aa)
+            & torch.isfinite(ss)
+            & torch.isfinite(as_)
+            & torch.isfinite(w.w_asr)
+            & torch.isfinite(w.w_se)
+        )
+        return RuleWeights(
+            w_asr=torch.where(ok, w.w_asr, 1.0),
+            w_se=torch.where(ok, w.w_se, 1.0),
+            projected=w.projected & ok,
+            rescaled=w.rescaled & ok,
+        )
+
+    @abc.abstractmethod
+    def _weights(
+        self, aa: torch.Tensor, ss: torch.Tensor, as_: torch.Tensor
+    ) -> RuleWeights:
+        """The rule itself (tensor ops only, no Python branch on values)."""
+
+    def __call__(self, g_asr: torch.Tensor, g_se: torch.Tensor) -> torch.Tensor:
+        """Combine two flat gradients treated as one block.
+
+        Args:
+            g_asr: ``G_ASR``, 1-D floating tensor ``[numel]``.
+            g_se: ``G_SE``, same shape, dtype and device.
+
+        Returns:
+            The combined gradient ``[numel]`` (a new tensor).
+        """
+        _check_flat_pair(g_asr, g_se)
+        return combine_blocks(self, g_asr, g_se, [g_asr.numel()])[0]
+
+    def __repr__(self) -> str:
+        conf = ", ".join(
+            f"{key}={getattr(self, key)!r}" for key in _options(type(self))
+        )
+        return f"{type(self).__name__}({conf})"
+
+
+RULES: Dict[str, Type[GradientRule]] = {}
+"""Registered rules: ``name -> class``."""
+
+
+def register_rule(cls: Type[GradientRule]) -> Type[GradientRule]:
+    """Class decorator adding a :class:`GradientRule` subclass to :data:`RULES`."""
+    if cls.name in RULES:
+        raise ValueError(f"gradient rule name {cls.name!r} is already registered")
+    RULES[cls.name] = cls
+    return cls
+
+
+def get_rule(name: str, **conf) -> GradientRule:
+    """Build a registered rule from its name and configuration.
+
+    Example:
+        >>> get_rule("gr", K=5.0)
+        GradientRemedy(K=5.0)
+        >>> get_rule("sum")
+        SumRule()
+
+    Raises:
+        ValueError: unknown name (the message lists the names), an option the
+            rule does not take (the message lists its options), or a bad
+            option value.
+    """
+    if name not in RULES:
+        raise ValueError(
+            f"unknown gradient rule {name!r}; choose one of {sorted(RULES)}"
+        )
+    cls = RULES[name]
+    unknown = sorted(set(conf) - set(_options(cls)))
+    if unknown:
+        raise ValueError(
+            f"gradient rule {name!r} does not take option(s) {unknown}; "
+            f"its options are {list(_options(cls))}"
+        )
+    return cls(**conf)
+
+
+def _options(cls: Type[GradientRule]) -> Tuple[str, ...]:
+    """Names of the configuration options (keyword arguments of ``__init__``)."""
+    keyword = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+    params = inspect.signature(cls.__init__).parameters.values()
+    return tuple(p.name for p in params if p.kind in keyword and p.name != "self")
+
+
+def _positive_real(rule: str, key: str, value) -> float:
+    """Validate a strictly positive, finite real option value."""
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, numbers.Real)
+        or not math.isfinite(value)
+        or value <= 0
+    ):
+        raise ValueError(
+            f"gradient rule {rule!r}: option {key} must be a finite number > 0, "
+            f"got {value!r}"
+        )
+    return float(value)
+
+
+def _angles(
+    aa: torch.Tensor, ss: torch.Tensor, as_: torch.Tensor
+) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Scale-free quantities of a Gram matrix.
+
+    Returns:
+        ``(valid, r, cos, sin)``: ``valid`` is True where both norms are
+        non-zero; there ``r = |G_SE| / |G_ASR|``, ``cos`` and ``sin`` are those
+        of the angle phi between the two gradients (``sin >= 0``). Where
+        ``valid`` is False, ``r = 1``, ``cos = 0``, ``sin = 1`` (no conflict).
+    """
+    valid = (aa > 0) & (ss > 0)
+    norm_asr = torch.sqrt(torch.where(valid, aa, 1.0))
+    norm_se = torch.sqrt(torch.where(valid, ss, 1.0))
+    r = norm_se / norm_asr
+    cos = torch.where(valid, as_ / norm_asr / norm_se, 0.0).clamp(-1.0, 1.0)
+    sin = torch.sqrt(1.0 - cos * cos)
+    return valid, r, cos, sin
+
+
+@register_rule
+class SumRule(GradientRule):
+    """Plain multi-task learning: ``G_ASR + G_SE`` (weights 1, 1).
+
+    Example:
+        >>> rule = get_rule("sum")
+        >>> rule(torch.tensor([1.0, 0.0]), torch.tensor([-1.0, 2.0]))
+        tensor([0., 2.])
+    """
+
+    name = "sum"
+
+    def _weights(self, aa, ss, as_):
+        one = torch.ones_like(aa)
+        no = torch.zeros_like(aa, dtype=torch.bool)
+        return RuleWeights(one, one, no, no)
+
+
+@register_rule
+class GradientRemedy(GradientRule):
+    """Gradient Remedy (Hu et al., ICASSP 2023, arXiv 2302.11362).
+
+    Step 1, projection, only when the two conflict (``G_SE . G_ASR < 0``):
+    remove the conflict, ``G_perp = G_SE - (G_SE . G_ASR / |G_ASR|^2) G_ASR``,
+    then push towards ASR so that the angle to ``G_ASR`` becomes
+    ``theta = arctan(|G_SE| / |G_ASR|)``::
+
+        G_SE' = G_perp + |G_perp| / tan(theta) * G_ASR / |G_ASR|
+
+    Step 2, rescale, when SE wrongly dominates: with
+    ``cos' = cos(G_SE', G_ASR)``, if ``|G_SE'| / |G_ASR| > K`` and
+    ``cos' > 0``, then ``G_SE'' = cos' G_SE'`` and ``G_ASR'' = G_ASR / cos'``.
+    The result is ``G_SE'' + G_ASR''``.
+
+    As a Gram weighting, with ``r = |G_SE|/|G_ASR|`` and phi the angle between
+    them: ``G_SE' = G_SE + c G_ASR`` with ``c = sin(phi) - r cos(phi)`` on
+    conflict (else 0), ``|G_SE'|/|G_ASR| = sin(phi) sqrt(1 + r^2)`` and
+    ``cos' = 1 / sqrt(1 + r^2)`` after a projection; the weights are
+    ``(1/cos' + cos' c, cos')`` when rescaled, else ``(1 + c, 1)``.
+
+    Args:
+        K: rescale threshold on ``|G_SE'| / |G_ASR|`` (released code: 5;
+            the paper asks for K > 1).
+
+    Example (conflict, ratio below K: projection only; the projected
+    ``G_SE' = [0.894, 2]`` makes ``arctan(2/0.894) = arctan(sqrt(5))``, the
+    angle ``theta`` with ``G_ASR``):
+
+        >>> rule = get_rule("gr", K=5.0)
+        >>> rule(torch.tensor([1.0, 0.0]), torch.tensor([-1.0, 2.0]))
+        tensor([1.8944, 2.0000])
+
+    Example (no conflict, ``|G_SE| / |G_ASR| = sqrt(73) = 8.54 > 5``:
+    rescale with ``cos' = 3/sqrt(73) = 0.351``, so ``G_SE'' = [1.053, 2.809]``
+    and ``G_ASR'' = [2.848, 0]``):
+
+        >>> w = rule.weights(torch.tensor([1.0]), torch.tensor([73.0]),
+        ...                  torch.tensor([3.0]))
+        >>> w.w_asr, w.w_se, w.projected, w.rescaled
+        (tensor([2.8480]), tensor([0.3511]), tensor([False]), tensor([True]))
+        >>> rule(torch.tensor([1.0, 0.0]), torch.tensor([3.0, 8.0]))
+        tensor([3.9014, 2.8090])
+    """
+
+    name = "gr"
+    _project: ClassVar[bool] = True
+    _rescale: ClassVar[bool] = True
+
+    def __init__(self, K: float = 5.0):
+        self.K = _positive_real(self.name, "K", K)
+
+    def _weights(self, aa, ss, as_):
+        valid, r, cos, sin = _angles(aa, ss, as_)
+        no = torch.zeros_like(valid)
+        projected = valid & (as_ < 0) if self._project else no
+        c = torch.where(projected, sin - r * cos, 0.0)  # G_SE' = G_SE + c G_ASR
+        if not self._rescale:
+            return RuleWeights(1.0 + c, torch.ones_like(c), projected, no)
+        hyp = torch.hypot(r, torch.ones_like(r))
+        ratio = torch.where(projected, sin * hyp, r)  # |G_SE'| / |G_ASR|
+        cos_new = torch.where(projected, 1.0 / hyp, cos)  # cos(G_SE', G_ASR)
+        rescaled = valid & (ratio > self.K) & (cos_new > 0)
+        r_se = torch.where(rescaled, cos_new, 1.0)
+        return RuleWeights(1.0 / r_se + r_se * c, r_se, projected, rescaled)
+
+
+@register_rule
+class GradientRemedyProjectOnly(GradientRemedy):
+    """GR ablation: projection step only (no rescale), no options.
+
+    Example (same conflict as :class:`GradientRemedy`'s first example):
+        >>> rule = get_rule("gr_project_only")
+        >>> rule(torch.tensor([1.0, 0.0]), torch.tensor([-1.0, 2.0]))
+        tensor([1.8944, 2.0000])
+        >>> rule(torch.tensor([1.0, 0.0]), torch.tensor([3.0, 8.0]))
+        tensor([4., 8.])
+    """
+
+    name = "gr_project_only"
+    _rescale = False
+
+    def __init__(self):
+        super().__init__()
+
+
+@register_rule
+class GradientRemedyRescaleOnly(GradientRemedy):
+    """GR ablation: rescale step only (no projection).
+
+    The rescale needs ``cos(G_SE, G_ASR) > 0``, so a conflicting pair is left
+    as the plain sum instead of reversing ``G_ASR``.
+
+    Args:
+        K: rescale threshold on ``|G_SE| / |G_ASR|``.
+
+    Example:
+        >>> rule = get_rule("gr_rescale_only", K=5.0)
+        >>> rule(torch.tensor([1.0, 0.0]), torch.tensor([3.0, 8.0]))
+        tensor([3.9014, 2.8090])
+        >>> rule(torch.tensor([1.0, 0.0]), torch.tensor([-3.0, 8.0]))
+        tensor([-2.,  8.])
+    """
+
+    name = "gr_rescale_only"
+    _project = False
+
+    def __init__(self, K: float = 5.0):
+        super().__init__(K=K)
+
+
+@register_rule
+class PCGrad(GradientRule):
+    """One-sided PCGrad: on conflict, ``G_SE`` loses its component along ``G_ASR``.
+
+    ``G_SE' = G_SE - (G_SE . G_ASR / |G_ASR|^2) G_ASR`` when
+    ``G_SE . G_ASR < 0``; ``G_ASR`` is kept. Weights ``(1 - as_/aa, 1)`` on
+    conflict. This is GR without push and rescale, the paper's closest
+    competitor.
+
+    Example (``G_SE' = [0, 2]`` is orthogonal to ``G_ASR``):
+        >>> rule = get_rule("pcgrad")
+        >>> rule(torch.tensor([1.0, 0.0]), torch.tensor([-1.0, 2.0]))
+        tensor([1., 2.])
+    """
+
+    name = "pcgrad"
+
+    def _weights(self, aa, ss, as_):
+        conflict = (aa > 0) & (as_ < 0)
+        w_asr = 1.0 - torch.where(conflict, as_ / torch.where(conflict, aa, 1.0), 0.0)
+        no = torch.zeros_like(conflict)
+        return RuleWeights(w_asr, torch.ones_like(aa), conflict, no)
+
+
+@register_rule
+class PCGradSymmetric(GradientRule):
+    """Two-task PCGrad (Yu et al., "Gradient Surgery for Multi-Task Learning").
+
+    On conflict (``G_SE . G_ASR < 0``) each gradient is projected onto the
+    normal plane of the *original* other one, then the two are summed:
+    ``(G_ASR - d/|G_SE|^2 G_SE) + (G_SE - d/|G_ASR|^2 G_ASR)``, ``d`` the dot
+    product; weights ``(1 - d/aa, 1 - d/ss)``.
+
+    Example (``G_ASR' = [0.8, 0.4]``, ``G_SE' = [0, 2]``):
+        >>> rule = get_rule("pcgrad_sym")
+        >>> rule(torch.tensor([1.0, 0.0]), torch.tensor([-1.0, 2.0]))
+        tensor([0.8000, 2.4000])
+    """
+
+    name = "pcgrad_sym"
+
+    def _weights(self, aa, ss, as_):
+        conflict = (aa > 0) & (ss > 0) & (as_ < 0)
+        w_asr = 1.0 - torch.where(conflict, as_ / torch.where(conflict, aa, 1.0), 0.0)
+        w_se = 1.0 - torch.where(conflict, as_ / torch.where(conflict, ss, 1.0), 0.0)
+        no = torch.zeros_like(conflict)
+        return RuleWeights(w_asr, w_se, conflict, no)
+
+
+# ---------------------------------------------------------------------------
+# Block-wise application
+# ---------------------------------------------------------------------------
+
+_CHUNK = 2048
+"""Row length of the chunked segment sums (see :class:`_BlockLayout`)."""
+
+
+class _BlockLayout(NamedTuple):
+    """Precomputed indices for segment sums over consecutive blocks.
+
+    The flat vector, zero-padded to ``n_rows * _CHUNK`` elements, is viewed as
+    ``[n_rows, _CHUNK]``. A row whose elements all belong to one block
+    ("pure") is summed as a row and added to its block; the few rows that
+    straddle block boundaries ("mixed", at most ``n_blocks - 1``) are added
+    element by element. This keeps the summation accurate (row sums are
+    pairwise sums) and fast, and needs no Python loop over blocks.
+    """
+
+    n_rows: int
+    pure_rows: torch.Tensor  # int64 [n_pure], row ids
+    pure_block: torch.Tensor  # int64 [n_pure], the block of each pure row
+    mixed_rows: torch.Tensor  # int64 [n_mixed], row ids
+    mixed_block: torch.Tensor  # int64 [n_mixed * _CHUNK], block of each element
+    element_block: torch.Tensor  # int32 [numel], block of each element
+
+
+@functools.lru_cache(maxsize=16)
+def _block_layout(sizes: Tuple[int, ...], device: torch.device) -> _BlockLayout:
+    """Build (once per block sizes and device) the indices of a layout."""
+    numel = sum(sizes)
+    n_rows = -(-numel // _CHUNK)
+    block_ids = torch.repeat_interleave(
+        torch.arange(len(sizes)), torch.tensor(sizes, dtype=torch.long)
+    )
+    last = block_ids[-1:] if numel else block_ids.new_zeros(1)
+    padded = torch.cat([block_ids, last.expand(n_rows * _CHUNK - numel)])
+    rows = padded.view(n_rows, _CHUNK)
+    pure = rows[:, 0] == rows[:, -1]  # block ids are non-decreasing
+    return _BlockLayout(
+        n_rows=n_rows,
+        pure_rows=torch.nonzero(pure).flatten().to(device),
+        pure_block=rows[pure, 0].to(device),
+        mixed_rows=torch.nonzero(~pure).flatten().to(device),
+        mixed_block=rows[~pure].flatten().to(device),
+        element_block=block_ids.to(torch.int32).to(device),
+    )
+
+
+def _check_flat_pair(g_asr: torch.Tensor, g_se: torch.Tensor) -> None:
+    if g_asr.dim() != 1 or g_se.dim() != 1 or g_asr.shape != g_se.shape:
+        raise ValueError(
+            "g_asr and g_se must be flat 1-D tensors of equal size, got shapes "
+            f"{tuple(g_asr.shape)} and {tuple(g_se.shape)}"
+        )
+    if not g_asr.is_floating_point() or g_asr.dtype != g_se.dtype:
+        raise ValueError(
+            "g_asr and g_se must share one floating dtype, got "
+            f"{g_asr.dtype} and {g_se.dtype}"
+        )
+    if g_asr.device != g_se.device:
+        raise ValueError(
+            f"g_asr and g_se must be on one device, got {g_asr.device} and "
+            f"{g_se.device}"
+        )
+
+
+def _block_gram(
+    g_asr: torch.Tensor, g_se: torch.Tensor, layout: _BlockLayout, n_blocks: int
+) -> BlockGram:
+    """Per-block Gram entries ``[n_blocks]`` with one reusable product buffer."""
+    numel = g_asr.numel()
+    buf = g_asr.new_empty(layout.n_rows * _CHUNK)
+    buf[numel:] = 0
+    rows = buf.view(layout.n_rows, _CHUNK)
+    entries = []
+    for x, y in ((g_asr, g_asr), (g_se, g_se), (g_asr, g_se)):
+        torch.mul(x, y, out=buf[:numel])
+        row_sums = rows.sum(dim=1)
+        entry = g_asr.new_zeros(n_blocks)
+        entry.index_add_(0, layout.pure_block, row_sums[layout.pure_rows])
+        entry.index_add_(0, layout.mixed_block, rows[layout.mixed_rows].flatten())
+        entries.append(entry)
+    return BlockGram(*entries)
+
+
+def combine_blocks(
+    rule: GradientRule,
+    g_asr: torch.Tensor,
+    g_se: torch.Tensor,
+    block_sizes: Sequence[int],
+) -> Tuple[torch.Tensor, BlockGram, RuleWeights]:
+    """Apply a rule independently to consecutive blocks of flat gradients.
+
+    Args:
+        rule: the gradient rule.
+        g_asr: ``G_ASR``, 1-D floating tensor ``[numel]``: the concatenation
+            of all shared parameters' gradients.
+        g_se: ``G_SE``, same shape, dtype and device.
+        block_sizes: positive or zero ints summing to ``numel``: one block per
+            parameter tensor (per-tensor granularity, the released code's
+            choice) or ``[numel]`` (whole-vector granularity).
+
+    Returns:
+        ``(combined, gram, weights)``: the combined gradient ``[numel]`` (a new
+        tensor), the :class:`BlockGram` with entries ``[n_blocks]`` and the
+        :class:`RuleWeights` ``[n_blocks]``.
+
+    Example (two blocks: the first conflicts, the second does not):
+        >>> rule = get_rule("pcgrad")
+        >>> g_asr = torch.tensor([1.0, 0.0, 1.0])
+        >>> g_se = torch.tensor([-1.0, 2.0, 3.0])
+        >>> combined, gram, w = combine_blocks(rule, g_asr, g_se, [2, 1])
+        >>> combined
+        tensor([1., 2., 4.])
+        >>> gram.as_, w.projected
+        (tensor([-1.,  3.]), tensor([ True, False]))
+    """
+    _check_flat_pair(g_asr, g_se)
+    sizes = tuple(block_sizes)
+    if (
+        not sizes
+        or any(isinstance(s, bool) or not isinstance(s, int) or s < 0 for s in sizes)
+        or sum(sizes) != g_asr.numel()
+    ):
+        shown = f"{list(sizes[:8])}{'...' if len(sizes) > 8 else ''}"
+        raise ValueError(
+            "block_sizes must be a non-empty sequence of ints >= 0 summing to "
+            f"the gradient size {g_asr.numel()}, got {len(sizes)} sizes {shown}"
+        )
+    layout = _block_layout(sizes, g_asr.device)
+    gram = _block_gram(g_asr, g_se, layout, len(sizes))
+    weights = rule.weights(*gram)
+    index = layout.element_block
+    combined = torch.mul(g_asr, weights.w_asr.index_select(0, index))
+    combined.addcmul_(g_se, weights.w_se.index_select(0, index))
+    return combined, gram, weights
