@@ -106,7 +106,8 @@ class TwoTaskEnhS2TModel(ESPnetEnhS2TModel):
         if self.enh_model.num_spk != 1:
             raise ValueError(
                 "TwoTaskEnhS2TModel supports single-speaker enhancement only "
-                f"(enh_separator_conf.num_spk: 1); got num_spk={self.enh_model.num_spk}"
+                "(enh_separator_conf.num_spk: 1); "
+                f"got num_spk={self.enh_model.num_spk}"
             )
         asr_weight = float(asr_weight)
         if not math.isfinite(asr_weight) or asr_weight < 0.0:
@@ -117,7 +118,7 @@ class TwoTaskEnhS2TModel(ESPnetEnhS2TModel):
     def from_joint_model(
         cls, model: ESPnetEnhS2TModel, asr_weight: float = 1.0
     ) -> "TwoTaskEnhS2TModel":
-        """Re-wrap a stock joint model; the sub-modules (and state-dict keys) are shared."""
+        """Re-wrap a stock joint model (shared sub-modules, same state-dict keys)."""
         return cls(
             enh_model=model.enh_model,
             s2t_model=model.s2t_model,
@@ -299,7 +300,7 @@ class TwoTaskEnhS2TModel(ESPnetEnhS2TModel):
     def _assemble(
         pieces: List[Tuple[List[int], torch.Tensor]], batch_size: int, total_len: int
     ) -> torch.Tensor:
-        """Put row groups ``(rows, (n, L[, C]))`` back in batch order, ``(B, T[, C])``."""
+        """Put row groups ``(rows, (n, L[, C]))`` back in order as ``(B, T[, C])``."""
         padded = [(rows, _pad_time(x, total_len)) for rows, x in pieces]
         if len(padded) == 1:
             return padded[0][1]

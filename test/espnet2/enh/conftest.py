@@ -23,7 +23,12 @@ TINY_CONF = dict(
         num_spk=1, layer=2, stack=1, bottleneck_dim=16, hidden_dim=16, kernel=3
     ),
     enh_criterions=[
-        dict(name="si_snr", conf={}, wrapper="fixed_order", wrapper_conf=dict(weight=0.3))
+        dict(
+            name="si_snr",
+            conf={},
+            wrapper="fixed_order",
+            wrapper_conf=dict(weight=0.3),
+        )
     ],
     frontend="default",
     frontend_conf=dict(n_fft=128, hop_length=32, n_mels=20),
@@ -48,7 +53,9 @@ TINY_CONF = dict(
         dropout_rate=0.0,
         positional_dropout_rate=0.0,
     ),
-    asr_model_conf=dict(ctc_weight=0.3, lsm_weight=0.1, extract_feats_in_collect_stats=False),
+    asr_model_conf=dict(
+        ctc_weight=0.3, lsm_weight=0.1, extract_feats_in_collect_stats=False
+    ),
     model_conf=dict(calc_enh_loss=True, bypass_enh_prob=0.0),
 )
 

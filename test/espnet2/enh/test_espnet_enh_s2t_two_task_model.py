@@ -17,7 +17,9 @@ from espnet2.enh.espnet_enh_s2t_two_task_model import (
     utterance_category,
 )
 
-STOCK_KEYS = {"loss", "loss_asr", "loss_enh", "loss_ctc", "loss_att", "acc", "cer", "wer", "cer_ctc"}
+STOCK_KEYS = set(
+    "loss loss_asr loss_enh loss_ctc loss_att acc cer wer cer_ctc".split()
+)
 
 
 def two_task(stock, asr_weight=1.0, **kw):
@@ -83,7 +85,8 @@ def test_se_loss_is_sum_over_reference_rows_divided_by_batch_size(tiny_stock):
     with torch.no_grad():
         se = model(**copy.deepcopy(batch))["task_losses"]["se"]
         per_row = [
-            model(**row(batch, i, f"r{i}_SIMU"))["task_losses"]["se"] for i in range(4)
+            model(**row(batch, i, f"r{i}_SIMU"))["task_losses"]["se"]
+            for i in range(4)
         ]
     expected = (per_row[0] + per_row[2]) / 4
     assert torch.allclose(se, expected, rtol=1e-5, atol=1e-6)
@@ -94,7 +97,8 @@ def test_se_loss_is_sum_over_reference_rows_divided_by_batch_size(tiny_stock):
 
 def test_rows_without_reference_get_no_se_gradient(tiny_stock):
     model = two_task(tiny_stock).eval()
-    batch = make_batch([2000] * 4, ["u0_SIMU", "u1_REAL", "u2_SIMU", "u3_CLEAN"], seed=3)
+    ids = ["u0_SIMU", "u1_REAL", "u2_SIMU", "u3_CLEAN"]
+    batch = make_batch([2000] * 4, ids, seed=3)
     speech = batch["speech"].clone().requires_grad_(True)
     batch["speech"] = speech
     se = model(**batch)["task_losses"]["se"]
@@ -194,7 +198,13 @@ def test_stat_keys_identical_for_every_category_mix(tiny_stock):
     # same keys whatever its batch holds, or training deadlocks.
     model = two_task(tiny_stock).train()
     keysets = []
-    for ids in (["a_SIMU", "b_SIMU"], ["a_REAL", "b_REAL"], ["a_CLEAN", "b_CLEAN"], ["a_SIMU", "b_CLEAN"]):
+    mixes = (
+        ["a_SIMU", "b_SIMU"],
+        ["a_REAL", "b_REAL"],
+        ["a_CLEAN", "b_CLEAN"],
+        ["a_SIMU", "b_CLEAN"],
+    )
+    for ids in mixes:
         out = model(**make_batch([1600, 1600], ids, seed=8))
         assert all(v is not None for v in out["stats"].values())
         keysets.append(set(out["stats"]))
@@ -221,7 +231,9 @@ def test_se_loss_has_no_gradient_on_asr_parameters(tiny_stock):
     )
     # The ASR loss, in contrast, reaches the SE front-end (the shared parameters).
     asr_grads = torch.autograd.grad(
-        out["task_losses"]["asr"], [p for _, p in model.shared_parameters()], allow_unused=True
+        out["task_losses"]["asr"],
+        [p for _, p in model.shared_parameters()],
+        allow_unused=True,
     )
     assert any(g is not None and torch.count_nonzero(g) > 0 for g in asr_grads)
 
@@ -232,7 +244,9 @@ def test_shared_parameters_are_the_trainable_se_parameters():
     dict(model.named_parameters())[frozen].requires_grad_(False)
     names = [n for n, _ in model.shared_parameters()]
     expected = [
-        n for n, p in model.named_parameters() if n.startswith("enh_model.") and p.requires_grad
+        n
+        for n, p in model.named_parameters()
+        if n.startswith("enh_model.") and p.requires_grad
     ]
     assert names == expected and frozen not in names and len(names) > 0
 
@@ -272,3 +286,39 @@ def test_multi_speaker_front_end_is_rejected():
     ]
     with pytest.raises(ValueError, match="num_spk"):
         TwoTaskEnhS2TModel.from_joint_model(stock_model(args))
+
+
+def test_blstm_magnitude_mask_front_end_with_espnet_mse_fd_loss():
+    # The paper's front-end family (rnn separator, ReLU mask, frequency-domain
+    # MSE), shrunk. Rows are sorted longest first as ESPnet's sampler does, and the
+    # longest row is CLEAN, so the SE groups are shorter than the batch: the rnn
+    # separator returns max(lengths) frames, which the model must handle.
+    args = tiny_args(
+        enh_separator="rnn",
+        enh_separator_conf=dict(
+            rnn_type="blstm", num_spk=1, nonlinear="relu", layer=1, unit=8
+        ),
+        enh_criterions=[
+            dict(
+                name="mse_fd",
+                conf=dict(compute_on_mask=False),
+                wrapper="fixed_order",
+                wrapper_conf=dict(weight=2.0),
+            )
+        ],
+    )
+    model = two_task(stock_model(args)).eval()
+    batch = make_batch([2400, 2000, 1600], ["a_CLEAN", "b_SIMU", "c_REAL"], seed=11)
+    with torch.no_grad():
+        se = model(**copy.deepcopy(batch))["task_losses"]["se"]
+        # What ESPnet's mse_fd computes: the complex squared error between the STFT
+        # of the re-synthesised enhanced waveform and the clean STFT, averaged over
+        # frames and frequency bins (not the paper's magnitude error summed over F).
+        n = torch.tensor([2000])
+        enhanced = model.enh_model.forward_enhance(batch["speech"][1:2, :2000], n)[0][0]
+        spec_pre = model.enh_model.encoder(enhanced, n)[0]
+        spec_ref = model.enh_model.encoder(batch["speech_ref1"][1:2, :2000], n)[0]
+        complex_mse = (spec_pre - spec_ref).abs().pow(2).mean()
+        magnitude_mse = (spec_pre.abs() - spec_ref.abs()).pow(2).mean()
+    assert torch.allclose(se, 2.0 * complex_mse / 3, rtol=1e-4)
+    assert magnitude_mse < complex_mse  # phase-sensitive error is the larger one

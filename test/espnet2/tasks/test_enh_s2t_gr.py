@@ -52,7 +52,7 @@ def count(model, prefix: str = "") -> int:
 
 
 def blstm_mask_net_params(n_freq: int, units: int, layers: int) -> int:
-    """ESPnet rnn separator: BLSTM + Linear(2u -> u) (its RNN's l_last) + Linear(u -> F)."""
+    """ESPnet rnn separator: BLSTM, Linear(2u -> u) (RNN.l_last), Linear(u -> F)."""
     lstm = 0
     for layer in range(layers):
         n_in = n_freq if layer == 0 else 2 * units
@@ -83,7 +83,8 @@ def test_config_builds_two_task_model_that_stock_task_also_builds(config):
     # The shipped configs use the paper's weighting (1 - 0.3) for ASR.
     assert model.asr_weight == pytest.approx(0.7)
     assert model.enh_model.loss_wrappers[0].weight > 0
-    total, enh, asr = count(model), count(model, "enh_model."), count(model, "s2t_model.")
+    total = count(model)
+    enh, asr = count(model, "enh_model."), count(model, "s2t_model.")
     assert total == enh + asr
     print(f"{config.name}: vocab {vocab}: total {total:,} = SE {enh:,} + ASR {asr:,}")
     # Stock inference builds ESPnetEnhS2TModel from the same config.yaml.
