@@ -142,3 +142,11 @@ def test_killed_run_leaves_no_final_scp(corpus):
     assert proc.returncode != 0
     assert not (corpus / "out/wav.scp").exists() and not (corpus / "out/utt2num_samples").exists()
     assert not (corpus / "out/data/format.1/wav.scp").exists(), "the job's part scp is written last too"
+
+
+def test_explicit_logdir_and_audiodir_as_in_espnet(corpus):
+    # ESPnet's call form: <in.scp> <outdir> [<logdir> [<audiodir>]].
+    p = fmt(corpus, "in.scp", "out", "out/logs/wav", "out/data/wav")
+    assert p.returncode == 0, p.stderr
+    assert read_table(corpus / "out/wav.scp")["u1"] == "out/data/wav/format.1/u1.wav"
+    assert (corpus / "out/logs/wav/format_wav.1.log").is_file()

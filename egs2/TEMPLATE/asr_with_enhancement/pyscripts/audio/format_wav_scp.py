@@ -4,15 +4,15 @@
 Call form (what ``scripts/audio/format_wav_scp.sh`` runs)::
 
     format_wav_scp.py [--nj 4] [--cmd utils/run.pl] [--fs 16000|16k] [--audio-format wav|flac]
-                      [--out-filename wav.scp] [--ref-channels 0] in.scp outdir
+                      [--out-filename wav.scp] [--ref-channels 0] in.scp outdir [logdir [audiodir]]
 
 Each entry of ``in.scp`` is ``<utt> <path>`` or ``<utt> <shell command> |`` (the command writes
 a wav/flac/... file to stdout). Channel ``--ref-channels`` (default 0, the first) is kept, the
 signal is resampled to ``--fs`` with soxr (VHQ) and written as 16-bit PCM to
-``outdir/data/format.JOB/<utt>.<fmt>`` (``format_<name>.JOB`` for an ``--out-filename`` other
-than ``wav.scp``, so that ``spk1.scp`` and ``wav.scp`` of the same directory do not collide).
-The work is split into ``--nj`` jobs run by ``--cmd`` (logs in ``outdir/logs/``, with progress
-counts). When every job succeeded, the driver writes, in this order and each atomically:
+``audiodir/format.JOB/<utt>.<fmt>`` (``format_<name>.JOB`` for an ``--out-filename`` other
+than ``wav.scp``, so that ``spk1.scp`` and ``wav.scp`` of the same directory do not collide;
+``audiodir`` defaults to ``outdir/data``). The work is split into ``--nj`` jobs run by ``--cmd``
+(logs with progress counts in ``logdir``, default ``outdir/logs``). When every job succeeded, the driver writes, in this order and each atomically:
 
 * the number of samples per utterance: ``outdir/utt2num_samples`` for ``wav.scp``, and
   ``outdir/utt2num_samples_<name>`` for any other ``<name>.scp`` (e.g.
@@ -154,6 +154,8 @@ def format_part(
 def run_jobs(
     in_scp: str,
     outdir: str,
+    logdir: str,
+    audiodir: str,
     nj: int,
     cmd: str,
     fs: int,
@@ -179,10 +181,10 @@ def run_jobs(
         raise FormatError(f"{in_scp}: empty")
     nj = min(nj, len(entries))
     stem = Path(out_filename).name.removesuffix(".scp")
-    logdir = out / "logs"
+    logdir = Path(logdir)
     parts = [str(logdir / f"{stem}.{j}.scp") for j in range(1, nj + 1)]
     split_scp(in_scp, parts)
-    job_dir = out / "data" / f"{audio_subdir(out_filename)}.JOB"
+    job_dir = Path(audiodir) / f"{audio_subdir(out_filename)}.JOB"
     worker = [
         sys.executable, str(Path(__file__).resolve()), "--worker", "true",
         "--fs", str(fs), "--audio-format", audio_format, "--out-filename", out_filename,
@@ -209,10 +211,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     try:
         opts, pos = parse_value_options(args, OPTIONS + ("worker",))
-        if len(pos) != 2:
+        worker = opts.get("worker") == "true"
+        if not (len(pos) == 2 or (not worker and len(pos) in (3, 4))):
             raise FormatError(
                 "usage: format_wav_scp.sh [--nj N] [--cmd CMD] [--fs 16k] [--audio-format wav|flac] "
-                "[--out-filename wav.scp] [--ref-channels 0] <in.scp> <outdir>"
+                "[--out-filename wav.scp] [--ref-channels 0] <in.scp> <outdir> [<logdir> [<audiodir>]]"
             )
         fs = parse_fs(opts.get("fs", "16000"))
         audio_format = opts.get("audio_format", "wav")
@@ -223,14 +226,16 @@ def main(argv: Sequence[str] | None = None) -> int:
             if not opts.get(name, "0").isdigit():
                 raise FormatError(f"--{name} needs a non-negative integer, got '{opts[name]}'")
         channel = int(opts.get("ref_channels", "0"))
-        if opts.get("worker") == "true":
+        if worker:
             format_part(pos[0], pos[1], fs, audio_format, out_filename, channel)
         else:
             nj = int(opts.get("nj", "1"))
             if nj < 1:
                 raise FormatError("--nj must be at least 1")
             cmd = opts.get("cmd", str(TEMPLATE_DIR / "utils" / "run.pl"))
-            run_jobs(pos[0], pos[1], nj, cmd, fs, audio_format, out_filename, channel)
+            logdir = pos[2] if len(pos) > 2 else str(Path(pos[1]) / "logs")
+            audiodir = pos[3] if len(pos) > 3 else str(Path(pos[1]) / "data")
+            run_jobs(pos[0], pos[1], logdir, audiodir, nj, cmd, fs, audio_format, out_filename, channel)
     except (FormatError, OptionError, TableError, OSError, ValueError) as exc:
         print(f"{PROG}: {exc}", file=sys.stderr)
         return 1

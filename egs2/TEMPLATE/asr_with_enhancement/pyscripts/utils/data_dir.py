@@ -31,6 +31,7 @@ from pyscripts.utils.table_file import (
     Entry,
     TableError,
     c_order,
+    parse_lines,
     read_table,
     write_lines_atomic,
 )
@@ -514,8 +515,6 @@ def spk2utt_to_utt2spk_main(argv: Sequence[str] | None = None) -> int:
 
 
 def _convert(prog: str, args: Sequence[str], invert: bool) -> int:
-    from pyscripts.utils.table_file import parse_lines
-
     def body() -> None:
         if len(args) > 1:
             raise DataDirError(f"usage: {prog} [input] > output")

@@ -57,6 +57,7 @@ from pathlib import Path
 
 from pyscripts.utils.job_runner import (
     JobRequest,
+    ProcessRegistry,
     date_string,
     forward_signals,
     run_one_job,
@@ -202,8 +203,6 @@ def run_task(spec_path: str, index: str) -> int:
         indices=[int(index)],
     )
     i = int(index)
-    from pyscripts.utils.job_runner import ProcessRegistry
-
     registry = ProcessRegistry()
     # Slurm sends SIGTERM on scancel/time limit: stop the job, still write footer + done file.
     signal.signal(signal.SIGTERM, lambda s, f: registry.kill_all(s))
