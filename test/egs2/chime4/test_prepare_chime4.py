@@ -256,21 +256,26 @@ def test_missing_isolated_ext_reference_is_named(tree, tmp_path):
 
 
 def test_rerun_leaves_up_to_date_dirs_alone_and_rewrites_stale_ones(tree, tmp_path):
-    """Resumability: a second run with the same inputs rewrites nothing (same inodes); a dir
-    whose content no longer matches (an edited file, an extra file) is replaced as a whole;
-    no temporary dirs are left behind."""
+    """Resumability: a second run with the same inputs rewrites nothing (same inodes), and a
+    file a later step added to an up-to-date dir stays; a dir whose content no longer matches
+    (an edited or deleted file) is replaced as a whole, extra files included; no temporary
+    dirs are left behind."""
     out = tmp_path / "data"
     run(tree, out)
     inodes = {d: (out / d / "wav.scp").stat().st_ino for d in ALL_DIRS}
+    write_text(out / "dt05_real_isolated_1ch_track" / "utt2condition", "added later\n")
     run(tree, out)
     assert {d: (out / d / "wav.scp").stat().st_ino for d in ALL_DIRS} == inodes
+    assert (out / "dt05_real_isolated_1ch_track" / "utt2condition").exists()
 
     good = (out / "et05_simu_isolated_1ch_track" / "text").read_text()
     (out / "et05_simu_isolated_1ch_track" / "text").write_text("truncated")
-    write_text(out / "dt05_real_isolated_1ch_track" / "feats.scp", "stale\n")
+    write_text(out / "et05_simu_isolated_1ch_track" / "feats.scp", "stale\n")
+    (out / "dt05_real_isolated_1ch_track" / "spk2utt").unlink()
     run(tree, out)
     assert (out / "et05_simu_isolated_1ch_track" / "text").read_text() == good
-    assert not (out / "dt05_real_isolated_1ch_track" / "feats.scp").exists()
+    assert not (out / "et05_simu_isolated_1ch_track" / "feats.scp").exists()
+    assert_kaldi_data_dir(out / "dt05_real_isolated_1ch_track")
     assert (out / "tr05_multi_noisy" / "wav.scp").stat().st_ino == inodes["tr05_multi_noisy"]
     assert sorted(p.name for p in out.iterdir()) == sorted(ALL_DIRS + ["nlsyms.txt"])
 

@@ -60,8 +60,9 @@ Transcripts are normalised as ESPnet's CHiME-4 recipe does (see ``normalize_tran
 Errors (a missing directory, list or transcript file, audio without a transcript, a
 transcript without audio, a malformed line, a missing reference) raise ``PrepError`` naming
 the file and what is wrong. Each data dir is written to a temporary sibling and renamed into
-place; a dir whose files already hold exactly the content to be written is left untouched, so
-a re-run after a failure redoes only what is missing or stale.
+place; a dir whose files already hold exactly the content to be written is left untouched
+(files added by later steps included), so a re-run after a failure redoes only what is missing
+or stale, and a stale dir is replaced as a whole.
 """
 
 from __future__ import annotations
@@ -452,11 +453,15 @@ def data_dir_files(utts: Sequence[Utterance]) -> Dict[str, str]:
 
 
 def _holds(directory: Path, files: Mapping[str, str]) -> bool:
-    """True when ``directory`` holds exactly ``files`` (names and contents)."""
-    if not directory.is_dir() or set(os.listdir(directory)) != set(files):
-        return False
+    """True when every one of ``files`` is in ``directory`` with exactly that content.
+
+    Other files (e.g. a later step's ``utt2condition``) do not make the dir stale.
+    """
     for name, content in files.items():
-        with open(directory / name, encoding="utf-8") as f:
+        path = directory / name
+        if not path.is_file():
+            return False
+        with open(path, encoding="utf-8") as f:
             if f.read() != content:
                 return False
     return True
@@ -465,8 +470,9 @@ def _holds(directory: Path, files: Mapping[str, str]) -> bool:
 def write_dir_atomic(directory: Path, files: Mapping[str, str]) -> bool:
     """Write ``files`` as ``directory`` via a temporary sibling and a rename.
 
-    Returns False (and writes nothing) when ``directory`` already holds exactly ``files``.
-    A stale ``directory`` is replaced as a whole; at no time does it hold a partial set.
+    Returns False (and writes nothing) when ``directory`` already holds ``files`` (see
+    ``_holds``). A stale ``directory`` is replaced as a whole, extra files included; at no
+    time does it hold a partial set.
     """
     if _holds(directory, files):
         return False

@@ -1,0 +1,1 @@
+../../../chime4/asr_with_enhancement/local/prepare_chime4.py
