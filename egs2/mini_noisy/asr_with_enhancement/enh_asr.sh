@@ -1,0 +1,1 @@
+../../TEMPLATE/asr_with_enhancement/enh_asr.sh
