@@ -496,8 +496,15 @@ def write_dir_atomic(directory: Path, files: Mapping[str, str]) -> bool:
     return True
 
 
-def write_file_atomic(path: Path, content: str) -> None:
-    """Write ``content`` to ``path`` via a temporary file and ``os.replace``."""
+def write_file_atomic(path: Path, content: str) -> bool:
+    """Write ``content`` to ``path`` via a temporary file and ``os.replace``.
+
+    Returns False (and writes nothing) when ``path`` already holds ``content``.
+    """
+    if path.is_file():
+        with open(path, encoding="utf-8") as f:
+            if f.read() == content:
+                return False
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.tmp.", dir=path.parent)
     try:
@@ -508,6 +515,7 @@ def write_file_atomic(path: Path, content: str) -> None:
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)
+    return True
 
 
 def nlsyms(texts: Iterable[str]) -> List[str]:
@@ -569,8 +577,8 @@ def prepare_chime4(
         logger.info("%s %s (%d utterances)", "wrote" if changed else "up to date:", out / name, len(utts))
         written[name] = out / name
     symbols = nlsyms(all_text)
-    write_file_atomic(out / "nlsyms.txt", "".join(s + "\n" for s in symbols))
-    logger.info("wrote %s (%s)", out / "nlsyms.txt", " ".join(symbols) or "empty")
+    changed = write_file_atomic(out / "nlsyms.txt", "".join(s + "\n" for s in symbols))
+    logger.info("%s %s (%s)", "wrote" if changed else "up to date:", out / "nlsyms.txt", " ".join(symbols) or "empty")
     return written
 
 

@@ -96,8 +96,7 @@ def make_condition_sets(data_dir: os.PathLike, conditions_file: os.PathLike) -> 
             rows.append(f"{utt} {env}_{snr_name(snr)}")
             by_snr.setdefault(snr, set()).add(utt)
         content = "".join(r + "\n" for r in rows)
-        if not (base / "utt2condition").is_file() or (base / "utt2condition").read_text(encoding="utf-8") != content:
-            write_file_atomic(base / "utt2condition", content)
+        write_file_atomic(base / "utt2condition", content)
         for snr, keep in sorted(by_snr.items()):
             name = f"{base_name}_{snr_name(snr)}"
             changed = write_dir_atomic(data_dir / name, subset_files(base, keep))
