@@ -209,6 +209,14 @@ def _damage(tree, kind):
         with open(trans / "tr05_real.dot_all", "a") as f:
             f.write("a line without an id\n")
         return f"{trans}/tr05_real.dot_all:4: expected 'WORDS ... \\(ID\\)'"
+    if kind == "duplicate_transcript":
+        with open(trans / "dt05_real.dot_all", "a") as f:
+            f.write("again (F01_050C0101_BUS)\n")
+        return f"{trans}/dt05_real.dot_all:3: transcript id F01_050C0101_BUS appears twice"
+    if kind == "non_utf8_transcript":
+        with open(trans / "et05_simu.dot_all", "ab") as f:
+            f.write(b"caf\xe9 (M05_440C0203_CAF)\n")
+        return f"{trans}/et05_simu.dot_all: not UTF-8/ASCII text"
     if kind == "malformed_list_line":
         lst = tree["corpus"] / "data/annotations/dt05_real_1ch_track.list"
         lst.write_text(lst.read_text() + "dt05_bus_simu/F01_050C0101_BUS.CH5.wav\n")
@@ -231,7 +239,8 @@ def _damage(tree, kind):
 DAMAGES = [
     "missing_dir", "missing_transcript_file", "transcript_without_audio", "real_train_audio_without_transcript",
     "simu_train_audio_without_transcript", "simu_train_without_dot_file", "unlisted_1ch_audio",
-    "listed_1ch_audio_missing", "listed_1ch_audio_without_transcript", "malformed_dot_line", "malformed_list_line",
+    "listed_1ch_audio_missing", "listed_1ch_audio_without_transcript", "malformed_dot_line", "duplicate_transcript",
+    "non_utf8_transcript", "malformed_list_line",
     "missing_close_talk", "missing_org", "bad_wav_name", "wrong_environment",
 ]
 

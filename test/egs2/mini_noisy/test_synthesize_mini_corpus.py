@@ -10,6 +10,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 pytest.importorskip("espeakng_loader")
 
@@ -236,12 +238,20 @@ def test_babble_sums_talkers_at_equal_level():
     assert np.sqrt(np.mean(mix**2)) == pytest.approx(1.0)
 
 
-def test_scale_to_snr_is_exact():
-    rng = np.random.default_rng(4)
-    s, n = rng.standard_normal(1000), 7 * rng.standard_normal(1000)
-    for snr in (-5.0, 0.0, 3.3, 10.0):
-        scaled = ns.scale_to_snr(s, n, snr)
-        assert 10 * np.log10(np.sum(s**2) / np.sum(scaled**2)) == pytest.approx(snr, abs=1e-9)
+@settings(max_examples=50, deadline=None)
+@given(
+    seed=st.integers(0, 2**32 - 1),
+    n=st.integers(16, 4000),
+    noise_gain=st.floats(1e-3, 1e3),
+    snr=st.floats(-20.0, 30.0),
+)
+def test_scale_to_snr_sets_the_power_ratio_exactly(seed, n, noise_gain, snr):
+    """The mixing rule: after scaling, 10 log10(speech power / noise power) is the target,
+    whatever the noise's original level and the signal length."""
+    rng = np.random.default_rng(seed)
+    s, noise = rng.standard_normal(n), noise_gain * rng.standard_normal(n)
+    scaled = ns.scale_to_snr(s, noise, snr)
+    assert 10 * np.log10(np.sum(s**2) / np.sum(scaled**2)) == pytest.approx(snr, abs=1e-9)
 
 
 @pytest.mark.slow

@@ -161,17 +161,21 @@ def read_dot_file(path: Path) -> Dict[str, str]:
     Blank lines are skipped; a line without a trailing ``(ID)`` or a repeated ID is an error.
     """
     entries: Dict[str, str] = {}
-    with open(path, encoding="utf-8", errors="strict") as f:
-        for lineno, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            m = DOT_LINE.match(line.rstrip("\n"))
-            if not m:
-                raise PrepError(f"{path}:{lineno}: expected 'WORDS ... (ID)', got {line.strip()!r}")
-            key = m.group("id").upper()
-            if key in entries:
-                raise PrepError(f"{path}:{lineno}: transcript id {m.group('id')} appears twice")
-            entries[key] = m.group("words")
+    try:
+        with open(path, encoding="utf-8") as f:
+            lines = f.read().splitlines()
+    except UnicodeDecodeError as e:
+        raise PrepError(f"{path}: not UTF-8/ASCII text ({e})") from None
+    for lineno, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        m = DOT_LINE.match(line)
+        if not m:
+            raise PrepError(f"{path}:{lineno}: expected 'WORDS ... (ID)', got {line.strip()!r}")
+        key = m.group("id").upper()
+        if key in entries:
+            raise PrepError(f"{path}:{lineno}: transcript id {m.group('id')} appears twice")
+        entries[key] = m.group("words")
     return entries
 
 
