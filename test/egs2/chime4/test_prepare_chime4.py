@@ -143,6 +143,18 @@ def test_isolated_ext_gives_channel_matched_clean_references(tree, tmp_path):
          "011_011C0201_PED.CH5_SIMU", "40A_40AC0202_STR.CH5_SIMU"]
     )
     assert train["011_011C0201_PED.CH5_SIMU"] == str(ext / "tr05_ped_simu/011_011C0201_PED.CH5.Clean.wav")
+    # The whole training transcript file (C order puts digits before letters).
+    assert (out / "tr05_multi_noisy" / "text").read_text() == (
+        "011_011C0201_PED.CH5_SIMU STOCKS FELL .PERIOD\n"
+        "40A_40AC0202_STR.CH5_SIMU <WOW!> ,COMMA SAID <NOISE> SHE\n"
+        "F02_22GC010A_BUS.CH5_REAL THE PRICE 'S UP <NOISE> -DASH TEN\n"
+        "F02_22GC010B_BUS.CH5_REAL PERCENT ROSE POINT FIVE\n"
+        "M02_22HC010C_CAF.CH5_REAL BUY STOCKS NOW\n"
+    )
+    assert (out / "tr05_multi_noisy" / "spk2utt").read_text() == (
+        "011 011_011C0201_PED.CH5_SIMU\n40A 40A_40AC0202_STR.CH5_SIMU\n"
+        "F02 F02_22GC010A_BUS.CH5_REAL F02_22GC010B_BUS.CH5_REAL\nM02 M02_22HC010C_CAF.CH5_REAL\n"
+    )
     dt = read_table(out / "dt05_simu_isolated_1ch_track" / "spk1.scp")
     assert dt == {
         "F01_050C0103_BUS_SIMU": str(ext / "dt05_bus_simu/F01_050C0103_BUS.CH1.Clean.wav"),
