@@ -447,48 +447,59 @@ class PCGradSymmetric(GradientRule):
 # Block-wise application
 # ---------------------------------------------------------------------------
 
-_CHUNK = 2048
-"""Row length of the chunked segment sums (see :class:`_BlockLayout`)."""
+_ROW = 512
+"""Row length of the segment sums (see :class:`_BlockLayout`)."""
 
 
 class _BlockLayout(NamedTuple):
-    """Precomputed indices for segment sums over consecutive blocks.
+    """Precomputed indices for per-block reductions and weightings.
 
-    The flat vector, zero-padded to ``n_rows * _CHUNK`` elements, is viewed as
-    ``[n_rows, _CHUNK]``. A row whose elements all belong to one block
-    ("pure") is summed as a row and added to its block; the few rows that
-    straddle block boundaries ("mixed", at most ``n_blocks - 1``) are added
-    element by element. This keeps the summation accurate (row sums are
-    pairwise sums) and fast, and needs no Python loop over blocks.
+    The first ``n_rows * _ROW`` elements of a flat gradient are viewed as
+    ``[n_rows, _ROW]`` (no copy). A row whose elements all belong to one block
+    is a *pure* row: it is reduced with one row-wise dot product and weighted
+    with one broadcast weight. The *loose* elements (those of rows that
+    straddle a block boundary, at most ``n_blocks - 1`` rows, plus the tail
+    after the last full row) are gathered and handled element by element.
+    Row sums are accurate pairwise sums; the cached indices have
+    ``O(numel / _ROW + n_blocks * _ROW)`` entries.
     """
 
     n_rows: int
-    pure_rows: torch.Tensor  # int64 [n_pure], row ids
-    pure_block: torch.Tensor  # int64 [n_pure], the block of each pure row
-    mixed_rows: torch.Tensor  # int64 [n_mixed], row ids
-    mixed_block: torch.Tensor  # int64 [n_mixed * _CHUNK], block of each element
-    element_block: torch.Tensor  # int32 [numel], block of each element
+    row_block: torch.Tensor  # int64 [n_rows], block of each row's first element
+    pure_rows: torch.Tensor  # int64 [n_pure], ids of the pure rows
+    pure_block: torch.Tensor  # int64 [n_pure], block of each pure row
+    loose_pos: torch.Tensor  # int64 [n_loose], flat positions of loose elements
+    loose_block: torch.Tensor  # int64 [n_loose], block of each loose element
 
 
 @functools.lru_cache(maxsize=16)
 def _block_layout(sizes: Tuple[int, ...], device: torch.device) -> _BlockLayout:
-    """Build (once per block sizes and device) the indices of a layout."""
+    """Build (once per block sizes and device, on the host) a layout's indices."""
+    ends = torch.tensor(sizes, dtype=torch.long).cumsum(0)
     numel = sum(sizes)
-    n_rows = -(-numel // _CHUNK)
-    block_ids = torch.repeat_interleave(
-        torch.arange(len(sizes)), torch.tensor(sizes, dtype=torch.long)
+    n_rows = numel // _ROW
+
+    def block_of(position: torch.Tensor) -> torch.Tensor:
+        # The first block ending after the position (skips empty blocks).
+        return torch.searchsorted(ends, position, right=True)
+
+    row_start = torch.arange(n_rows) * _ROW
+    row_block = block_of(row_start)
+    pure = row_block == block_of(row_start + _ROW - 1)
+    mixed_rows = torch.nonzero(~pure).flatten()
+    loose_pos = torch.cat(
+        [
+            (mixed_rows.unsqueeze(1) * _ROW + torch.arange(_ROW)).flatten(),
+            torch.arange(n_rows * _ROW, numel),
+        ]
     )
-    last = block_ids[-1:] if numel else block_ids.new_zeros(1)
-    padded = torch.cat([block_ids, last.expand(n_rows * _CHUNK - numel)])
-    rows = padded.view(n_rows, _CHUNK)
-    pure = rows[:, 0] == rows[:, -1]  # block ids are non-decreasing
     return _BlockLayout(
         n_rows=n_rows,
+        row_block=row_block.to(device),
         pure_rows=torch.nonzero(pure).flatten().to(device),
-        pure_block=rows[pure, 0].to(device),
-        mixed_rows=torch.nonzero(~pure).flatten().to(device),
-        mixed_block=rows[~pure].flatten().to(device),
-        element_block=block_ids.to(torch.int32).to(device),
+        pure_block=row_block[pure].to(device),
+        loose_pos=loose_pos.to(device),
+        loose_block=block_of(loose_pos).to(device),
     )
 
 
@@ -511,20 +522,22 @@ def _check_flat_pair(g_asr: torch.Tensor, g_se: torch.Tensor) -> None:
 
 
 def _block_gram(
-    g_asr: torch.Tensor, g_se: torch.Tensor, layout: _BlockLayout, n_blocks: int
+    rows: Tuple[torch.Tensor, torch.Tensor],
+    loose: Tuple[torch.Tensor, torch.Tensor],
+    layout: _BlockLayout,
+    n_blocks: int,
 ) -> BlockGram:
-    """Per-block Gram entries ``[n_blocks]`` with one reusable product buffer."""
-    numel = g_asr.numel()
-    buf = g_asr.new_empty(layout.n_rows * _CHUNK)
-    buf[numel:] = 0
-    rows = buf.view(layout.n_rows, _CHUNK)
+    """Per-block Gram entries ``[n_blocks]`` from the row views and loose elements."""
     entries = []
-    for x, y in ((g_asr, g_asr), (g_se, g_se), (g_asr, g_se)):
-        torch.mul(x, y, out=buf[:numel])
-        row_sums = rows.sum(dim=1)
-        entry = g_asr.new_zeros(n_blocks)
+    for (x_rows, y_rows), (x_loose, y_loose) in (
+        ((rows[0], rows[0]), (loose[0], loose[0])),
+        ((rows[1], rows[1]), (loose[1], loose[1])),
+        ((rows[0], rows[1]), (loose[0], loose[1])),
+    ):
+        row_sums = torch.linalg.vecdot(x_rows, y_rows)
+        entry = x_loose.new_zeros(n_blocks)
         entry.index_add_(0, layout.pure_block, row_sums[layout.pure_rows])
-        entry.index_add_(0, layout.mixed_block, rows[layout.mixed_rows].flatten())
+        entry.index_add_(0, layout.loose_block, x_loose * y_loose)
         entries.append(entry)
     return BlockGram(*entries)
 
@@ -574,9 +587,17 @@ def combine_blocks(
             f"the gradient size {g_asr.numel()}, got {len(sizes)} sizes {shown}"
         )
     layout = _block_layout(sizes, g_asr.device)
-    gram = _block_gram(g_asr, g_se, layout, len(sizes))
+    full = layout.n_rows * _ROW
+    rows = (g_asr[:full].view(-1, _ROW), g_se[:full].view(-1, _ROW))
+    loose = (g_asr[layout.loose_pos], g_se[layout.loose_pos])
+    gram = _block_gram(rows, loose, layout, len(sizes))
     weights = rule.weights(*gram)
-    index = layout.element_block
-    combined = torch.mul(g_asr, weights.w_asr.index_select(0, index))
-    combined.addcmul_(g_se, weights.w_se.index_select(0, index))
+
+    combined = torch.empty_like(g_asr)
+    combined_rows = combined[:full].view(-1, _ROW)
+    torch.mul(rows[0], weights.w_asr[layout.row_block].unsqueeze(1), out=combined_rows)
+    combined_rows.addcmul_(rows[1], weights.w_se[layout.row_block].unsqueeze(1))
+    loose_combined = loose[0] * weights.w_asr[layout.loose_block]
+    loose_combined.addcmul_(loose[1], weights.w_se[layout.loose_block])
+    combined.index_copy_(0, layout.loose_pos, loose_combined)
     return combined, gram, weights

@@ -173,10 +173,15 @@ def blocked_pair(draw):
     return g_asr, g_se, sizes
 
 
-# Sizes around the 2048-element rows of the segment sums (blocks starting
-# exactly on a row edge, one element before/after, several rows, empty).
+# Sizes around the row length of combine_blocks' segment sums (blocks that
+# start exactly on a row edge or one element off, span several rows, or are
+# empty), and arbitrary ones.
+ROW = gradient_rules._ROW
 LARGE_SIZE = st.one_of(
-    st.integers(0, 9), st.integers(2040, 2056), st.integers(4090, 4100), st.integers(0, 7000)
+    st.integers(0, 9),
+    st.integers(ROW - 8, ROW + 8),
+    st.integers(4 * ROW - 5, 4 * ROW + 5),
+    st.integers(0, 14 * ROW),
 )
 
 
@@ -382,7 +387,7 @@ def test_gr_per_tensor_blocks_equal_literal_loop_over_tensors(p):
 @PROPERTY
 @given(large_blocked_pair(), st.sampled_from(ALL_RULES))
 def test_every_rule_on_large_blocks_equals_literal_and_exact_gram(p, name):
-    """Blocks of thousands of elements (spanning the 2048-element rows of the
+    """Blocks of up to thousands of elements (spanning several rows of the
     segment sums, starting on and next to row edges): per-block Gram entries
     equal the dot products, and every rule equals its literal form."""
     g_asr, g_se, sizes = p
