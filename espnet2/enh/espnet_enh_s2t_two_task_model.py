@@ -258,7 +258,11 @@ class TwoTaskEnhS2TModel(ESPnetEnhS2TModel):
                 rows_raw.append(i)
             elif category == CATEGORY_SIMU and self.calc_enh_loss:
                 rows_ref.append(i)
-            elif self.training and random.random() < self.bypass_enh_prob:
+            elif (
+                self.training
+                and self.bypass_enh_prob > 0
+                and random.random() < self.bypass_enh_prob
+            ):
                 rows_raw.append(i)
             else:
                 rows_enh_only.append(i)
