@@ -58,18 +58,24 @@ def colored_noise(
     return unit_rms(scipy.fft.irfft(spectrum * gain, m)[:n])
 
 
+_TABLE_SIZE = 4096
+_PHASES = 2 * np.pi * np.arange(_TABLE_SIZE) / _TABLE_SIZE
+_SINE = np.sin(_PHASES)
+_HUM_WAVE = sum(np.sin(k * _PHASES) / k for k in range(1, 6))  # 5 harmonics, amplitude 1/k
+
+
+def _periodic(table: np.ndarray, cycles: np.ndarray) -> np.ndarray:
+    """``table`` (one period) read at ``cycles`` (in periods): a fast periodic waveform."""
+    return table[(cycles * _TABLE_SIZE).astype(np.int64) % _TABLE_SIZE]
+
+
 def bus_noise(rng: np.random.Generator, n: int) -> np.ndarray:
-    """Low rumble plus an engine hum whose fundamental wobbles around 35 Hz."""
+    """Low rumble plus an engine hum whose fundamental wobbles around 35 Hz (+/- 5 Hz at
+    0.1-0.5 Hz), with 5 harmonics of amplitude 1/k (read from a one-period table)."""
     rumble = colored_noise(rng, n, 2.0, lowpass_hz=(250.0, 400.0))
     t = np.arange(n) / FS
-    f0 = 35.0 + 5.0 * np.sin(2 * np.pi * rng.uniform(0.1, 0.5) * t + rng.uniform(0, 2 * np.pi))
-    phase = 2 * np.pi * np.cumsum(f0) / FS
-    # Harmonics k = 1..5 with amplitude 1/k: sin(k x) = 2 cos(x) sin((k-1) x) - sin((k-2) x).
-    two_cos, prev, cur = 2 * np.cos(phase), np.zeros(n), np.sin(phase)
-    hum = cur.copy()
-    for k in range(2, 6):
-        prev, cur = cur, two_cos * cur - prev
-        hum += cur / k
+    f0 = 35.0 + 5.0 * _periodic(_SINE, rng.uniform(0.1, 0.5) * t + rng.uniform())
+    hum = _periodic(_HUM_WAVE, np.cumsum(f0) / FS + rng.uniform())
     return unit_rms(rumble + 0.7 * unit_rms(hum))
 
 
