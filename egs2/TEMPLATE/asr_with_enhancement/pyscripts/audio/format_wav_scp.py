@@ -12,7 +12,8 @@ signal is resampled to ``--fs`` with soxr (VHQ) and written as 16-bit PCM to
 ``audiodir/format.JOB/<utt>.<fmt>`` (``format_<name>.JOB`` for an ``--out-filename`` other
 than ``wav.scp``, so that ``spk1.scp`` and ``wav.scp`` of the same directory do not collide;
 ``audiodir`` defaults to ``outdir/data``). The work is split into ``--nj`` jobs run by ``--cmd``
-(logs with progress counts in ``logdir``, default ``outdir/logs``). When every job succeeded, the driver writes, in this order and each atomically:
+(logs with progress counts in ``logdir``, default ``outdir/logs``). When every job succeeded,
+the driver writes, in this order and each atomically:
 
 * the number of samples per utterance: ``outdir/utt2num_samples`` for ``wav.scp``, and
   ``outdir/utt2num_samples_<name>`` for any other ``<name>.scp`` (e.g.
@@ -97,7 +98,9 @@ def read_audio(entry: Entry, source: str) -> tuple[np.ndarray, int]:
         proc = subprocess.run(["bash", "-c", "set -o pipefail\n" + command], capture_output=True)
         if proc.returncode != 0:
             err = proc.stderr.decode("utf-8", "replace").strip()[-500:]
-            raise FormatError(f"{where}: command '{command}' failed (exit {proc.returncode}): {err}")
+            raise FormatError(
+                f"{where}: command '{command}' failed (exit {proc.returncode}): {err}"
+            )
         data: str | io.BytesIO = io.BytesIO(proc.stdout)
         shown = f"the output of '{command}'"
     else:
@@ -116,7 +119,9 @@ def convert(signal_: np.ndarray, fs_in: int, fs_out: int, channel: int, where: s
     """Select ``channel`` and resample; returns a 1-D float64 array in [-1, 1]."""
     if signal_.ndim == 2:
         if channel >= signal_.shape[1]:
-            raise FormatError(f"{where}: has {signal_.shape[1]} channel(s), --ref-channels {channel} asked")
+            raise FormatError(
+                f"{where}: has {signal_.shape[1]} channel(s), --ref-channels {channel} asked"
+            )
         signal_ = signal_[:, channel]
     elif channel != 0:
         raise FormatError(f"{where}: is single-channel, --ref-channels {channel} asked")
@@ -173,7 +178,9 @@ def run_jobs(
     seen: dict[str, int] = {}
     for e in entries:
         if e.key in seen:
-            raise FormatError(f"{in_scp}:{e.lineno}: duplicate utterance '{e.key}' (line {seen[e.key]})")
+            raise FormatError(
+                f"{in_scp}:{e.lineno}: duplicate utterance '{e.key}' (line {seen[e.key]})"
+            )
         if "/" in e.key:
             raise FormatError(f"{in_scp}:{e.lineno}: utterance id '{e.key}' contains '/'")
         seen[e.key] = e.lineno
@@ -193,17 +200,24 @@ def run_jobs(
     log = logdir / f"format_{stem}.JOB.log"
     proc = subprocess.run(shlex.split(cmd) + [f"JOB=1:{nj}", str(log)] + worker)
     if proc.returncode != 0:
-        raise FormatError(f"{nj} job(s) run by '{cmd}' did not all succeed; see {log} (JOB=1..{nj})")
+        raise FormatError(
+            f"{nj} job(s) run by '{cmd}' did not all succeed; see {log} (JOB=1..{nj})"
+        )
     scp_lines, len_lines = [], []
     for j in range(1, nj + 1):
         part_dir = Path(str(job_dir).replace("JOB", str(j)))
         scp_lines += (part_dir / Path(out_filename).name).read_text(encoding="utf-8").splitlines()
         len_lines += (part_dir / final_len.name).read_text(encoding="utf-8").splitlines()
     if len(scp_lines) != len(entries):
-        raise FormatError(f"jobs wrote {len(scp_lines)} entries for {len(entries)} utterances in {in_scp}")
+        raise FormatError(
+            f"jobs wrote {len(scp_lines)} entries for {len(entries)} utterances in {in_scp}"
+        )
     write_lines_atomic(final_len, len_lines)
     write_lines_atomic(final_scp, scp_lines)
-    print(f"{PROG}: wrote {final_scp} and {final_len} ({len(entries)} utterances)", file=sys.stderr)
+    print(
+        f"{PROG}: wrote {final_scp} and {final_len} ({len(entries)} utterances)",
+        file=sys.stderr,
+    )
     return len(entries)
 
 
@@ -214,13 +228,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         worker = opts.get("worker") == "true"
         if not (len(pos) == 2 or (not worker and len(pos) in (3, 4))):
             raise FormatError(
-                "usage: format_wav_scp.sh [--nj N] [--cmd CMD] [--fs 16k] [--audio-format wav|flac] "
-                "[--out-filename wav.scp] [--ref-channels 0] <in.scp> <outdir> [<logdir> [<audiodir>]]"
+                "usage: format_wav_scp.sh [--nj N] [--cmd CMD] [--fs 16k] "
+                "[--audio-format wav|flac] [--out-filename wav.scp] [--ref-channels 0] "
+                "<in.scp> <outdir> [<logdir> [<audiodir>]]"
             )
         fs = parse_fs(opts.get("fs", "16000"))
         audio_format = opts.get("audio_format", "wav")
         if audio_format not in FORMATS:
-            raise FormatError(f"--audio-format must be one of {', '.join(FORMATS)}, got '{audio_format}'")
+            raise FormatError(
+                f"--audio-format must be one of {', '.join(FORMATS)}, got '{audio_format}'"
+            )
         out_filename = opts.get("out_filename", "wav.scp")
         for name in ("nj", "ref_channels"):
             if not opts.get(name, "0").isdigit():
@@ -235,7 +252,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             cmd = opts.get("cmd", str(TEMPLATE_DIR / "utils" / "run.pl"))
             logdir = pos[2] if len(pos) > 2 else str(Path(pos[1]) / "logs")
             audiodir = pos[3] if len(pos) > 3 else str(Path(pos[1]) / "data")
-            run_jobs(pos[0], pos[1], logdir, audiodir, nj, cmd, fs, audio_format, out_filename, channel)
+            run_jobs(
+                pos[0], pos[1], logdir, audiodir, nj, cmd, fs, audio_format, out_filename, channel
+            )
     except (FormatError, OptionError, TableError, OSError, ValueError) as exc:
         print(f"{PROG}: {exc}", file=sys.stderr)
         return 1

@@ -2,10 +2,14 @@
 """Score subsets of a test set: WER per SNR, per noise type, ... (stage 14 of enh_asr.sh).
 
 After ``pyscripts/scoring/score_asr.py`` has scored a whole test set into ``<score_dir>`` (``ref.trn``,
-``hyp.trn``, ``result.txt``), this scores the utterances of each value of each group file ``utt2<group>``
-(``<utt-id> <value>`` lines, e.g. ``utt2snr``: ``..._SIMU 5dB``) on their own, with the same scorer, into
-``<score_dir>/by_<group>/<value>/``. Utterances of the test set missing from a group file are an error (a
-per-group table that silently drops utterances would not add up to the whole set).
+``hyp.trn``, ``result.txt``), this scores the utterances of each value of a grouping on their own, with the
+same scorer, into ``<score_dir>/by_<name>/<value>/``.
+
+A grouping is ``[<name>=]<file>[:<field>]``: ``<file>`` has ``<utt-id> <value>`` lines (e.g. the mini
+corpus's ``utt2condition``: ``..._SIMU CAF_0dB``); ``:<field>`` keeps the field-th ``_``-separated part of
+the value (``utt2condition:1`` -> ``CAF``, the noise type; ``:2`` -> ``0dB``, the SNR); the name defaults to
+the file name without ``utt2``. Utterances missing from a file are an error (per-group tables that
+silently drop utterances would not add up to the whole set).
 """
 
 import argparse
@@ -24,9 +28,35 @@ from pyscripts.utils.table_file import TableError, read_table, write_lines_atomi
 SAFE_VALUE = re.compile(r"^[A-Za-z0-9_.+-]+$")
 
 
-def group_of(path: Path) -> str:
-    """``utt2snr`` -> ``snr``."""
-    return path.name[len("utt2"):] if path.name.startswith("utt2") else path.name
+class Grouping:
+    """A parsed ``[<name>=]<file>[:<field>]`` specification."""
+
+    def __init__(self, spec: str):
+        name, sep, rest = spec.partition("=")
+        if not sep:
+            name, rest = "", spec
+        path, sep, field = rest.rpartition(":")
+        if not sep or not field.isdigit():
+            path, field = rest, ""
+        self.path = Path(path)
+        self.field = int(field) if field else None
+        if self.field == 0:
+            raise ScoringError(f"grouping '{spec}': fields count from 1")
+        default = self.path.name[len("utt2"):] if self.path.name.startswith("utt2") else self.path.name
+        self.name = name or (default if self.field is None else f"{default}{self.field}")
+
+    def read(self) -> Dict[str, str]:
+        """``{utt_id: group value}``."""
+        out = {}
+        for e in read_table(str(self.path)):
+            value = e.value.split()[0]
+            if self.field is not None:
+                parts = value.split("_")
+                if len(parts) < self.field:
+                    raise ScoringError(f"{self.path}:{e.lineno}: value '{value}' has no _-separated field {self.field}")
+                value = parts[self.field - 1]
+            out[e.key] = value
+        return out
 
 
 def split_by_group(
@@ -49,25 +79,25 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--score_dir", type=Path, required=True, help="score_{wer,cer,ter} of a test set")
     parser.add_argument("--utt2spk", type=Path, required=True, help="the test set's utt2spk")
-    parser.add_argument("groups", type=Path, nargs="+", help="utt2<group> files")
+    parser.add_argument("groups", nargs="+", help="groupings: [<name>=]<file>[:<field>]")
     args = parser.parse_args(argv)
     try:
         utt2spk = {e.key: e.value.split()[0] for e in read_table(str(args.utt2spk))}
         refs = read_trn(str(args.score_dir / "ref.trn"))
         hyps = read_trn(str(args.score_dir / "hyp.trn"))
-        for group_file in args.groups:
-            utt2value = {e.key: e.value.split()[0] for e in read_table(str(group_file))}
-            ref_groups = split_by_group(refs, utt2spk, utt2value, str(group_file))
-            hyp_groups = split_by_group(hyps, utt2spk, utt2value, str(group_file))
+        for grouping in map(Grouping, args.groups):
+            utt2value = grouping.read()
+            ref_groups = split_by_group(refs, utt2spk, utt2value, str(grouping.path))
+            hyp_groups = split_by_group(hyps, utt2spk, utt2value, str(grouping.path))
             for value in sorted(ref_groups):
                 if not SAFE_VALUE.match(value):
-                    raise ScoringError(f"{group_file}: value '{value}' cannot name a directory")
-                out = args.score_dir / f"by_{group_of(group_file)}" / value
+                    raise ScoringError(f"{grouping.path}: value '{value}' cannot name a directory")
+                out = args.score_dir / f"by_{grouping.name}" / value
                 out.mkdir(parents=True, exist_ok=True)
                 for name, items in (("ref.trn", ref_groups[value]), ("hyp.trn", hyp_groups.get(value, []))):
                     write_lines_atomic(out / name, [f"{' '.join(t)}\t({uid})" for uid, t in items])
                 cells = score(str(out / "ref.trn"), str(out / "hyp.trn"), str(out))
-                print(f"{group_of(group_file)}={value}: |" + "|".join(cells) + "|")
+                print(f"{grouping.name}={value}: |" + "|".join(cells) + "|")
     except (ScoringError, TableError, OSError) as e:
         print(f"score_groups.py: {e}", file=sys.stderr)
         return 1

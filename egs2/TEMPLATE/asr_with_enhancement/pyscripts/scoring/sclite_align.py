@@ -80,7 +80,7 @@ def rate(count: int, total: int) -> float:
 
 @dataclass
 class Alignment:
-    """Aligned pairs: op in ``C S D I``, the reference token (None for I), hyp token (None for D)."""
+    """Aligned pairs ``(op, ref token, hyp token)``: op in ``C S D I``; None for a gap."""
 
     ops: list[tuple[str, str | None, str | None]] = field(default_factory=list)
 

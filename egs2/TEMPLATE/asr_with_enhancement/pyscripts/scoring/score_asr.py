@@ -19,8 +19,9 @@ Writes into ``--out-dir``: ``ref.trn`` and ``hyp.trn`` (``tokens (spk-utt)``; th
 ``--utt2spk``, else ``all``) and ``result.txt``: sclite's report
 (``sclite -r ref.trn trn -h hyp.trn trn -i rm -o all stdout``) when sclite is found (on PATH or
 in /usr/lib/sctk/bin) and ``--scorer`` is not ``builtin``; otherwise the same report layout from
-:mod:`pyscripts.scoring.sclite_align` (per-speaker table with the ``Sum/Avg`` row, then the
-per-utterance alignments: ``id:``, ``Scores: (#C #S #D #I)``, ``REF:``, ``HYP:``, ``Eval:``).
+:mod:`pyscripts.scoring.sclite_align`: sclite's percentage table per speaker with the ``Sum/Avg``
+row (without sclite's Mean/S.D./Median rows and count table), then the per-utterance alignments
+(``id:``, ``Scores: (#C #S #D #I)``, ``REF:``, ``HYP:``, ``Eval:``). The counts are sclite's.
 Every hypothesis utterance must be in the reference and vice versa (an error names the first
 one that is not). Prints the ``Sum/Avg`` row.
 """
@@ -70,7 +71,9 @@ def read_trn(path: str) -> list[tuple[str, list[str]]]:
         for lineno, line in enumerate(f, 1):
             match = _TRN_ID.match(line.rstrip("\n"))
             if not match:
-                raise ScoringError(f"{path}:{lineno}: expected 'tokens (id)', got '{line.rstrip()}'")
+                raise ScoringError(
+                    f"{path}:{lineno}: expected 'tokens (id)', got '{line.rstrip()}'"
+                )
             out.append((match.group(2), match.group(1).split()))
     return out
 
@@ -80,11 +83,15 @@ def make_tokenizer(token_type: str, bpemodel: str | None, nlsyms: str | None):
     if token_type == "word":
         from espnet2.text.word_tokenizer import WordTokenizer
 
-        return WordTokenizer(non_linguistic_symbols=nlsyms, remove_non_linguistic_symbols=nlsyms is not None)
+        return WordTokenizer(
+            non_linguistic_symbols=nlsyms, remove_non_linguistic_symbols=nlsyms is not None
+        )
     if token_type == "char":
         from espnet2.text.char_tokenizer import CharTokenizer
 
-        return CharTokenizer(non_linguistic_symbols=nlsyms, remove_non_linguistic_symbols=nlsyms is not None)
+        return CharTokenizer(
+            non_linguistic_symbols=nlsyms, remove_non_linguistic_symbols=nlsyms is not None
+        )
     if token_type == "bpe":
         if not bpemodel:
             raise ScoringError("--token-type bpe needs --bpemodel")
@@ -119,7 +126,9 @@ def speaker_of(uid: str) -> str:
     return uid.split("-", 1)[0]
 
 
-def builtin_report(refs: dict[str, list[str]], hyps: dict[str, list[str]], title: str) -> tuple[str, Counts]:
+def builtin_report(
+    refs: dict[str, list[str]], hyps: dict[str, list[str]], title: str
+) -> tuple[str, Counts]:
     """The sclite-style report text and the total counts."""
     per_spk: dict[str, Counts] = {}
     blocks: dict[str, list[str]] = {}
@@ -242,7 +251,8 @@ def score(
                "-i", "rm", "-o", "all", "stdout"]  # fmt: skip
         proc = subprocess.run(cmd, capture_output=True, text=True)
         if proc.returncode != 0 or "Sum/Avg" not in proc.stdout:
-            raise ScoringError(f"sclite failed (exit {proc.returncode}): {proc.stderr.strip()[-500:]}")
+            tail = proc.stderr.strip()[-500:]
+            raise ScoringError(f"sclite failed (exit {proc.returncode}): {tail}")
         text = proc.stdout
     else:
         text, _ = builtin_report(refs, hyps, "hyp.trn")
@@ -254,10 +264,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--ref", required=True, help="reference: Kaldi text or .trn")
     parser.add_argument("--hyp", required=True, help="hypothesis: Kaldi text or .trn")
-    parser.add_argument("--out-dir", "--out_dir", required=True, help="e.g. <decode>/<test>/score_wer")
-    parser.add_argument("--token-type", "--token_type", default="word", choices=["word", "char", "bpe"])
+    parser.add_argument(
+        "--out-dir", "--out_dir", required=True, help="e.g. <decode>/<test>/score_wer"
+    )
+    parser.add_argument(
+        "--token-type", "--token_type", default="word", choices=["word", "char", "bpe"]
+    )
     parser.add_argument("--utt2spk", default=None, help="utt2spk for per-speaker rows")
-    parser.add_argument("--bpemodel", default=None, help="sentencepiece model for --token-type bpe")
+    parser.add_argument("--bpemodel", default=None, help="sentencepiece model (bpe)")
     parser.add_argument("--nlsyms", default=None, help="non-linguistic symbols to remove")
     parser.add_argument("--cleaner", default="none", help="ESPnet text cleaner for the reference")
     parser.add_argument("--scorer", default="auto", choices=["auto", "sclite", "builtin"])

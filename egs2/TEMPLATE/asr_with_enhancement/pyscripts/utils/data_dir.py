@@ -86,7 +86,9 @@ def check_sorted_unique(path: Path, entries: Sequence[Entry]) -> None:
             )
 
 
-def check_same_keys(path: Path, entries: Sequence[Entry], ref_name: str, ref: dict[str, Entry]) -> None:
+def check_same_keys(
+    path: Path, entries: Sequence[Entry], ref_name: str, ref: dict[str, Entry]
+) -> None:
     """Error unless the keys of ``entries`` are exactly the keys of ``ref``."""
     keys = set()
     for e in entries:
@@ -212,22 +214,30 @@ def validate_data_dir(data_dir: str | Path, opts: ValidateOptions = ValidateOpti
             if name == "spk2gender":
                 for e in entries:
                     if e.value not in ("m", "f"):
-                        raise DataDirError(f"{d}/{name}:{e.lineno}: gender must be m or f, got '{e.value}'")
+                        raise DataDirError(
+                            f"{d}/{name}:{e.lineno}: gender must be m or f, got '{e.value}'"
+                        )
     return len(utts)
 
 
 def check_segment(path: Path, e: Entry, recordings: dict[str, Entry]) -> None:
     fields = e.value.split()
     if len(fields) != 3:
-        raise DataDirError(f"{path}:{e.lineno}: expected '<utt> <reco> <start> <end>', got '{e.line}'")
+        raise DataDirError(
+            f"{path}:{e.lineno}: expected '<utt> <reco> <start> <end>', got '{e.line}'"
+        )
     try:
         start, end = float(fields[1]), float(fields[2])
     except ValueError:
         raise DataDirError(f"{path}:{e.lineno}: start/end of '{e.key}' are not numbers") from None
     if not 0 <= start < end:
-        raise DataDirError(f"{path}:{e.lineno}: '{e.key}' needs 0 <= start < end, got {start} {end}")
+        raise DataDirError(
+            f"{path}:{e.lineno}: '{e.key}' needs 0 <= start < end, got {start} {end}"
+        )
     if fields[0] not in recordings:
-        raise DataDirError(f"{path}:{e.lineno}: recording '{fields[0]}' of '{e.key}' is not in wav.scp")
+        raise DataDirError(
+            f"{path}:{e.lineno}: recording '{fields[0]}' of '{e.key}' is not in wav.scp"
+        )
 
 
 def dedup_sorted(path: Path, entries: Sequence[Entry]) -> list[Entry]:
@@ -280,7 +290,11 @@ def fix_data_dir(data_dir: str | Path, utt_extra_files: Iterable[str] = ()) -> t
         keep &= keys
     if has_segments and "wav.scp" in tables:
         recos = {e.key for e in tables["wav.scp"]}
-        lost = {e.key for e in tables["segments"] if e.key in keep and e.value.split()[0] not in recos}
+        lost = {
+            e.key
+            for e in tables["segments"]
+            if e.key in keep and e.value.split()[0] not in recos
+        }
         if lost:
             dropped_by["wav.scp (recording of segments)"] = len(lost)
         keep -= lost
@@ -325,7 +339,9 @@ def fix_data_dir(data_dir: str | Path, utt_extra_files: Iterable[str] = ()) -> t
     return len(keep), before
 
 
-def combine_data(dst: str | Path, srcs: Sequence[str | Path], extra_files: Iterable[str] = ()) -> int:
+def combine_data(
+    dst: str | Path, srcs: Sequence[str | Path], extra_files: Iterable[str] = ()
+) -> int:
     """Combine ``srcs`` into ``dst`` (then fix it); return the number of utterances kept."""
     dst = Path(dst)
     srcs = [Path(s) for s in srcs]
@@ -359,7 +375,10 @@ def combine_data(dst: str | Path, srcs: Sequence[str | Path], extra_files: Itera
             missing = ", ".join(str(s) for s in srcs if s not in present)
             if name in extra:
                 raise DataDirError(f"combine_data.sh: extra file {name} is missing in {missing}")
-            print(f"combine_data.sh: warning: not combining {name}: missing in {missing}", file=sys.stderr)
+            print(
+                f"combine_data.sh: warning: not combining {name}: missing in {missing}",
+                file=sys.stderr,
+            )
             continue
         origin: dict[str, tuple[Path, Entry]] = {}
         entries: list[Entry] = []
@@ -471,7 +490,7 @@ def validate_main(argv: Sequence[str] | None = None) -> int:
 def fix_main(argv: Sequence[str] | None = None) -> int:
     def body() -> None:
         opts, pos = parse_value_options(
-            sys.argv[1:] if argv is None else argv, ["utt_extra_files"] 
+            sys.argv[1:] if argv is None else argv, ["utt_extra_files"]
         )
         if len(pos) != 1:
             raise DataDirError('usage: fix_data_dir.sh [--utt_extra_files "f1 f2 ..."] <data-dir>')
@@ -486,7 +505,9 @@ def combine_main(argv: Sequence[str] | None = None) -> int:
             sys.argv[1:] if argv is None else argv, ["extra_files"]
         )
         if len(pos) < 2:
-            raise DataDirError('usage: combine_data.sh [--extra_files "f1 f2 ..."] <dst> <src1> [<src2> ...]')
+            raise DataDirError(
+                'usage: combine_data.sh [--extra_files "f1 f2 ..."] <dst> <src1> [<src2> ...]'
+            )
         combine_data(pos[0], pos[1:], opts.get("extra_files", "").split())
 
     return _run("combine_data.sh", body)
@@ -498,7 +519,9 @@ def copy_main(argv: Sequence[str] | None = None) -> int:
             sys.argv[1:] if argv is None else argv, ["validate_opts"]
         )
         if len(pos) != 2:
-            raise DataDirError('usage: copy_data_dir.sh [--validate_opts "--non-print ..."] <src> <dst>')
+            raise DataDirError(
+                'usage: copy_data_dir.sh [--validate_opts "--non-print ..."] <src> <dst>'
+            )
         copy_data_dir(pos[0], pos[1], opts.get("validate_opts", "").split())
 
     return _run("copy_data_dir.sh", body)
@@ -533,7 +556,8 @@ def _convert(prog: str, args: Sequence[str], invert: bool) -> int:
             order: dict[str, list[str]] = {}
             for e in entries:
                 if len(e.value.split()) != 1:
-                    raise DataDirError(f"{args[0] if args else '<stdin>'}:{e.lineno}: expected '<utt> <spk>'")
+                    source = args[0] if args else "<stdin>"
+                    raise DataDirError(f"{source}:{e.lineno}: expected '<utt> <spk>'")
                 order.setdefault(e.value, []).append(e.key)
             out = [f"{spk} {' '.join(utts)}" for spk, utts in order.items()]
         sys.stdout.write("".join(line + "\n" for line in out))

@@ -155,7 +155,7 @@ def sbatch_command(request: JobRequest, config: SlurmConfig) -> list[str]:
 
 
 def default_job_name(request: JobRequest) -> str:
-    """Job name from the log file name without the JOB variable (e.g. ``train`` for train.JOB.log)."""
+    """Job name: the log file name without JOB and ``.log`` (``train`` for train.JOB.log)."""
     name = Path(request.log_pattern).name
     if request.job_var:
         name = name.replace("." + request.job_var, "").replace(request.job_var, "")
@@ -296,7 +296,10 @@ def wait_for_tasks(request: JobRequest, job_id: str, qdir: Path) -> dict[int, in
         now = time.time()
         if queued is None:
             if not warned:
-                print(f"slurm.pl: warning: squeue failed for job {job_id}; retrying", file=sys.stderr)
+                print(
+                    f"slurm.pl: warning: squeue failed for job {job_id}; retrying",
+                    file=sys.stderr,
+                )
                 warned = True
         else:
             for i in pending:
