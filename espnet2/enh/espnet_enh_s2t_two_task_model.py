@@ -152,7 +152,7 @@ class TwoTaskEnhS2TModel(ESPnetEnhS2TModel):
             speech_lengths: ``(B,)`` samples; None means all ``T``.
             speech_ref1: clean reference ``(B, T')`` (needed when a row has an SE loss).
             text_spk1: token ids ``(B, L)``, padded with -1.
-            text_spk1_lengths: ``(B,)``.
+            text_spk1_lengths: ``(B,)`` tokens.
             utt_id: list of B utterance ids (categories, see the module docstring);
                 without it every row counts as simulated (ESPnet's behaviour).
 
@@ -176,16 +176,13 @@ class TwoTaskEnhS2TModel(ESPnetEnhS2TModel):
         batch_size, total_len = speech.shape[0], speech.shape[1]
         if speech_lengths is None:
             speech_lengths = speech.new_full((batch_size,), total_len, dtype=torch.long)
-        if "text_spk1" not in kwargs:
+        if "text_spk1" not in kwargs or "text_spk1_lengths" not in kwargs:
             raise ValueError(
-                "TwoTaskEnhS2TModel needs the transcript as 'text_spk1' "
-                "(name the data file text_spk1 and pass --text_name text_spk1); "
-                f"got keys {sorted(kwargs)}"
+                "TwoTaskEnhS2TModel needs the transcript as 'text_spk1' and "
+                "'text_spk1_lengths' (name the data file text_spk1 and pass "
+                f"--text_name text_spk1); got keys {sorted(kwargs)}"
             )
-        text = kwargs["text_spk1"]
-        text_lengths = kwargs.get("text_spk1_lengths")
-        if text_lengths is None:
-            text_lengths = (text != -1).sum(dim=1)
+        text, text_lengths = kwargs["text_spk1"], kwargs["text_spk1_lengths"]
 
         utt_id = kwargs.get("utt_id")
         rows_ref, rows_enh_only, rows_raw = self._partition_rows(utt_id, batch_size)
