@@ -157,3 +157,10 @@ def test_espnet_launch_single_node_runs_through_run_pl(tmp_path):
     p = subprocess.run(bad, capture_output=True, text=True, cwd=tmp_path, env=env, timeout=120)
     assert p.returncode != 0
     assert "training broke" in p.stderr, "launch.py shows the tail of run.pl's log"
+
+
+def test_unwritable_log_is_a_clear_error(tmp_path):
+    (tmp_path / "afile").write_text("")
+    p = run_pl(tmp_path, "afile/x.log", "true")
+    assert p.returncode == 1
+    assert p.stderr.startswith("run.pl: ") and "afile" in p.stderr and "Traceback" not in p.stderr

@@ -173,23 +173,32 @@ class ProcessRegistry:
         self._lock = threading.Lock()
         self._procs: set[subprocess.Popen] = set()
         self.stopping = False
+        self._signum = signal.SIGTERM
 
     def add(self, proc: subprocess.Popen) -> None:
+        """Track ``proc``; if a stop was already requested, signal it at once."""
         with self._lock:
             self._procs.add(proc)
+            if self.stopping:
+                self._kill(proc)
 
     def discard(self, proc: subprocess.Popen) -> None:
         with self._lock:
             self._procs.discard(proc)
 
     def kill_all(self, signum: int) -> None:
+        """Send ``signum`` to the process group of every job, now and when one starts later."""
         with self._lock:
             self.stopping = True
+            self._signum = signum
             for proc in self._procs:
-                try:
-                    os.killpg(proc.pid, signum)
-                except ProcessLookupError:
-                    pass
+                self._kill(proc)
+
+    def _kill(self, proc: subprocess.Popen) -> None:
+        try:
+            os.killpg(proc.pid, self._signum)
+        except ProcessLookupError:
+            pass
 
 
 def run_one_job(
@@ -300,7 +309,7 @@ def main(argv: Sequence[str] | None = None, backend: str = "local") -> int:
             from pyscripts.utils import slurm_backend
 
             codes = slurm_backend.run_slurm(request)
-    except (UsageError, RuntimeError) as exc:
+    except (UsageError, RuntimeError, OSError) as exc:
         print(f"{prog}: {exc}", file=sys.stderr)
         return 1
     return report(prog, request, codes)
