@@ -127,3 +127,21 @@ def test_show_asr_result_builds_markdown_tables(texts):
     assert md.index("### WER") < md.index("### CER")
     p = subprocess.run([str(TEMPLATE / "scripts/utils/show_asr_result.sh"), str(texts / "nothing")], capture_output=True, text=True, env=env)
     assert p.returncode == 1 and "no */score_{wer,cer,ter}/result.txt" in p.stderr
+
+
+def test_ter_uses_the_sentencepiece_model(tmp_path):
+    # TER counts sentencepiece tokens: Wrd must equal the number of pieces of the reference.
+    import sentencepiece as spm
+
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("".join(f"turn the light {w} now\n" for w in ["on", "off", "up", "down"] * 20))
+    spm.SentencePieceTrainer.train(input=str(corpus), model_prefix=str(tmp_path / "bpe"), vocab_size=25,
+                                   model_type="bpe", minloglevel=2)  # fmt: skip
+    sp = spm.SentencePieceProcessor(model_file=str(tmp_path / "bpe.model"))
+    (tmp_path / "ref").write_text("u1 turn the light on\n")
+    (tmp_path / "hyp").write_text("u1 turn the light off\n")
+    cells = score(str(tmp_path / "ref"), str(tmp_path / "hyp"), str(tmp_path / "score_ter"),
+                  token_type="bpe", bpemodel=str(tmp_path / "bpe.model"), scorer="builtin")  # fmt: skip
+    n_ref = len(sp.encode("turn the light on", out_type=str))
+    assert cells[1] == str(n_ref)
+    assert float(cells[6]) > 0  # "on" vs "off" differ in at least one piece
