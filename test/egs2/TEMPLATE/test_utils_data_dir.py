@@ -204,3 +204,14 @@ def test_utt2spk_spk2utt_conversions(tmp_path):
     assert sorted(back.splitlines()) == sorted(utt2spk.splitlines())
     p = tool("utt2spk_to_spk2utt.pl", stdin="u1 s1 extra\n")
     assert p.returncode == 1 and "<stdin>:1: expected '<utt> <spk>'" in p.stderr
+
+
+def test_recording_files_without_segments_are_per_utterance(tmp_path):
+    # Without segments every utterance is its own recording, so reco2dur is kept in sync too.
+    files = good_files()
+    files["reco2dur"] = "A_1 1.0\nA_2 2.0\n"
+    d = write_dir(tmp_path / "d", files)
+    p = tool("validate_data_dir.sh", "--no-feats", d)
+    assert p.returncode == 1 and "reco2dur: has no entry for 'B_1'" in p.stderr
+    assert "kept 2 utterances out of 3" in tool("fix_data_dir.sh", d).stderr
+    assert tool("validate_data_dir.sh", "--no-feats", d).returncode == 0

@@ -8,7 +8,8 @@ A data directory holds table files keyed by
   ``spk<N>.scp``, ``noise<N>.scp``, ``dereverb<N>.scp``, plus any file named with
   ``--utt_extra_files`` / ``--extra_files``;
 * speaker: ``spk2utt`` (always derived from utt2spk), ``spk2gender``, ``cmvn.scp``;
-* recording (only with ``segments``): ``wav.scp``, ``reco2file_and_channel``, ``reco2dur``.
+* recording (only with ``segments``; without it each utterance is its own recording and these
+  files are utterance files): ``wav.scp``, ``reco2file_and_channel``, ``reco2dur``.
 
 Every file must be sorted in ``LC_ALL=C`` order with unique keys. ``text`` files may have an
 empty transcript (key only); other files need a value. Errors name the file, line and key.
@@ -200,11 +201,14 @@ def validate_data_dir(data_dir: str | Path, opts: ValidateOptions = ValidateOpti
         check_same_keys(d / "segments", segments, "utt2spk", utts)
         for e in segments:
             check_segment(d / "segments", e, recordings)
-        for name in RECO_FILES:
-            if (d / name).is_file():
-                entries = load(d / name)
-                check_sorted_unique(d / name, entries)
+    for name in RECO_FILES:  # without segments, each utterance is its own recording
+        if (d / name).is_file():
+            entries = load(d / name)
+            check_sorted_unique(d / name, entries)
+            if has_segments:
                 check_same_keys(d / name, entries, "wav.scp", recordings)
+            else:
+                check_same_keys(d / name, entries, "utt2spk", utts)
     speakers = {e.key: e for e in spk2utt}
     for name in SPK_FILES:
         if (d / name).is_file():
@@ -280,7 +284,8 @@ def fix_data_dir(data_dir: str | Path, utt_extra_files: Iterable[str] = ()) -> t
     utt_level = [
         n
         for n in names
-        if n not in ("utt2spk", *SPK_FILES, *RECO_FILES) and not (has_segments and n == "wav.scp")
+        if n not in ("utt2spk", *SPK_FILES)
+        and not (has_segments and n in ("wav.scp", *RECO_FILES))
     ]
     for name in utt_level:
         keys = {e.key for e in tables[name]}
@@ -365,7 +370,7 @@ def combine_data(
     for s in srcs:
         names |= set(utt_files(s))
     names |= set(extra)
-    shared_ok = set(SPK_FILES) | set(RECO_FILES) | ({"wav.scp"} if with_segments else set())
+    shared_ok = set(SPK_FILES) | ({"wav.scp", *RECO_FILES} if with_segments else set())
     combined: dict[str, list[Entry]] = {}
     for name in sorted(names):
         present = [s for s in srcs if (s / name).is_file()]
