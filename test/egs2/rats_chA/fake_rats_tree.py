@@ -29,21 +29,22 @@ def load_prep_module():
     return mod
 
 
-# Per split: (uttid, n_samples at 8 kHz, transcript); ids in the authors' form.
+# Per split: (uttid, n_samples at 8 kHz, transcript); ids in the authors' form. The 480-sample
+# (0.06 s) train utterance is below the recipe's 0.1 s minimum: stage 4 must drop it.
 PAIRS: Dict[str, List[Tuple[str, int, str]]] = {
     "train": [
-        ("fe_03_49740-04165-B-006411-006611-A", 1600, "yeah i think so"),
+        ("fe_03_49740-04165-B-006411-006611-A", 16000, "yeah i think so"),
         ("fe_03_49740-04165-B-006700-006760-A", 480, "right"),
-        ("fe_03_50001-04200-A-000100-000250-A", 1200, "where are you calling from"),
-        ("fe_03_50001-04200-A-000300-000400-A", 800, "uh huh"),
+        ("fe_03_50001-04200-A-000100-000250-A", 12000, "where are you calling from"),
+        ("fe_03_50001-04200-A-000300-000400-A", 8000, "uh huh"),
     ],
     "valid": [
-        ("fe_03_55681-02161-B-040160-040260-A", 800, "that is true"),
-        ("fe_03_55681-02161-B-040300-040350-A", 400, "okay"),
+        ("fe_03_55681-02161-B-040160-040260-A", 8000, "that is true"),
+        ("fe_03_55681-02161-B-040300-040350-A", 4000, "okay"),
     ],
     "test": [
-        ("fe_03_1781-02235-B-024485-024688-A", 1624, "i do not know"),
-        ("fe_03_1781-02235-B-024700-024800-A", 800, "sure"),
+        ("fe_03_1781-02235-B-024485-024688-A", 16240, "i do not know"),
+        ("fe_03_1781-02235-B-024700-024800-A", 8000, "sure"),
     ],
 }
 
