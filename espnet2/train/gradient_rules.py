@@ -38,10 +38,18 @@ Design rules shared by all of them:
   overflow) gives weights (1, 1), so the combined gradient stays non-finite and
   the trainer's skip-the-step logic sees it. No epsilon is added anywhere.
 - Rules are stateless: the weights depend only on the current Gram matrix.
+  All of them are positively homogeneous (``rule(c a, c b) = c rule(a, b)``
+  for ``c > 0``), so AMP loss scaling commutes with them.
+- GR is discontinuous by design: as ``G_SE . G_ASR`` goes from ``0+`` to
+  ``0-`` the push adds a whole ``G_ASR`` (``G_SE' -> G_SE + G_ASR``), and the
+  rescale switches on at ratio ``K``. Two correct implementations that round
+  differently can therefore disagree on a pair that sits on such a tie.
 - Accuracy: the Gram form computes ``sin(phi)`` as ``sqrt(1 - cos^2)``, whose
   absolute error is about ``sqrt(machine eps)`` when the two gradients are
   almost exactly (anti)parallel (1e-8 in float64, 3e-4 in float32); elsewhere
-  it agrees with the vector form to rounding error.
+  it agrees with the vector form to rounding error. Gram entries are row-wise
+  dot products summed over rows (relative error ~3e-6 in float32 on blocks of
+  a million elements, 1e-15 in float64).
 """
 
 from __future__ import annotations
@@ -578,7 +586,10 @@ def combine_blocks(
     sizes = tuple(block_sizes)
     if (
         not sizes
-        or any(isinstance(s, bool) or not isinstance(s, int) or s < 0 for s in sizes)
+        or any(
+            isinstance(s, bool) or not isinstance(s, numbers.Integral) or s < 0
+            for s in sizes
+        )
         or sum(sizes) != g_asr.numel()
     ):
         shown = f"{list(sizes[:8])}{'...' if len(sizes) > 8 else ''}"
@@ -586,7 +597,7 @@ def combine_blocks(
             "block_sizes must be a non-empty sequence of ints >= 0 summing to "
             f"the gradient size {g_asr.numel()}, got {len(sizes)} sizes {shown}"
         )
-    layout = _block_layout(sizes, g_asr.device)
+    layout = _block_layout(tuple(map(int, sizes)), g_asr.device)
     full = layout.n_rows * _ROW
     rows = (g_asr[:full].view(-1, _ROW), g_se[:full].view(-1, _ROW))
     loose = (g_asr[layout.loose_pos], g_se[layout.loose_pos])
