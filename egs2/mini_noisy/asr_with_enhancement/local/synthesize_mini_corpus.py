@@ -119,8 +119,10 @@ class MiniCorpusConfig:
                 raise ValueError(f"{name} must be at least 2 (one simu and one real utterance)")
         if not 0.0 < self.train_real_fraction < 1.0:
             raise ValueError("train_real_fraction must be strictly between 0 and 1")
-        if self.train_snr_range[0] > self.train_snr_range[1] or not self.test_snrs:
-            raise ValueError("bad SNR settings")
+        if self.train_snr_range[0] > self.train_snr_range[1]:
+            raise ValueError(f"train_snr_range must be (min, max) with min <= max, got {self.train_snr_range}")
+        if not self.test_snrs:
+            raise ValueError("test_snrs must name at least one SNR")
         if not 1 <= self.babble_talkers[0] <= self.babble_talkers[1]:
             raise ValueError("babble_talkers must be (min, max) with 1 <= min <= max")
 
