@@ -85,7 +85,7 @@ enh_asr_exp=       # Specify the directory path for the joint experiment.
 enh_asr_stats_dir= # Specify the directory path for the statistics.
 enh_asr_config=    # Config for joint training.
 enh_asr_args=      # Arguments for joint training, e.g., "--max_epoch 10".
-grad_rule=         # Two-task gradient rule (sum, gr, gr_project_only, gr_rescale_only, pcgrad, pcgrad_sym);
+grad_rule=         # Two-task gradient rule (sum, gr, gr_project_only, gr_rescale_only, pcgrad, ...: the trainer's);
                    # empty: the config's (or the trainer's default). Shorthand for --enh_asr_args "--grad_rule X".
 feats_normalize=   # Empty: the config's normalize; global_mvn: use the collected feats_stats.npz.
 train_num_threads= # OMP_NUM_THREADS of the training process(es); empty: path.sh's (1).
@@ -103,7 +103,9 @@ download_model=   # Not supported (models are trained here); kept out of the int
 
 # Scoring related
 scoring_protocol="STOI ESTOI SI_SNR SDR" # SE metrics in RESULTS.md (PESQ_WB/PESQ_NB are added when pesq imports).
-score_groups="utt2snr utt2env" # Per-utterance group files in a test data dir: WER per group in RESULTS.md.
+score_groups=utt2condition # Groupings "[<name>=]<file>[:<field>]" of a test set's utterances, each scored on
+                           # its own (WER per SNR, per noise type): <file> in the test data dir holds
+                           # "<utt-id> <value>"; :<field> keeps the field-th _-separated part of the value.
 
 # [Task dependent] Set the datadir name created by local/data.sh
 train_set=     # Name of training set.
@@ -186,7 +188,7 @@ Options:
     --enh_asr_stats_dir # Specify the directory path for the statistics (default="${enh_asr_stats_dir}").
     --enh_asr_config    # Config for joint training (default="${enh_asr_config}").
     --enh_asr_args      # Arguments for joint training, e.g., "--max_epoch 10" (default="${enh_asr_args}").
-    --grad_rule         # Two-task gradient rule: sum, gr, gr_project_only, gr_rescale_only, pcgrad, pcgrad_sym
+    --grad_rule         # Two-task gradient rule: sum, gr, gr_project_only, gr_rescale_only, pcgrad, ... (the trainer's)
                         # (default="${grad_rule}": the config's).
     --feats_normalize   # Empty (the config's) or global_mvn (default="${feats_normalize}").
     --train_num_threads # OMP_NUM_THREADS of the training process(es) (default="${train_num_threads}": path.sh's).
@@ -203,7 +205,8 @@ Options:
 
     # Scoring related
     --scoring_protocol # SE metrics to report (default="${scoring_protocol}").
-    --score_groups     # Per-utterance group files in a test dir, scored separately (default="${score_groups}").
+    --score_groups     # Groupings "[<name>=]<file>[:<field>]" of a test set, scored separately
+                       # (e.g. "noise=utt2condition:1 snr=utt2condition:2", default="${score_groups}").
 
     # [Task dependent] Set the datadir name created by local/data.sh
     --train_set      # Name of training set (required).
@@ -243,9 +246,14 @@ _omp_threads=${OMP_NUM_THREADS:-1}
 case "${token_type}" in bpe|char) ;; *) log "Error: --token_type must be bpe or char, got '${token_type}'"; exit 2;; esac
 case "${audio_format}" in wav|flac) ;; *) log "Error: --audio_format must be wav or flac, got '${audio_format}'"; exit 2;; esac
 case "${feats_normalize}" in ""|global_mvn) ;; *) log "Error: --feats_normalize must be empty or global_mvn"; exit 2;; esac
-case "${grad_rule}" in ""|sum|gr|gr_project_only|gr_rescale_only|pcgrad|pcgrad_sym) ;;
-    *) log "Error: unknown --grad_rule '${grad_rule}' (sum, gr, gr_project_only, gr_rescale_only, pcgrad, pcgrad_sym)"; exit 2;;
-esac
+if [ -n "${grad_rule}" ]; then
+    # The trainer's registry is the list of rules (espnet2/train/gradient_rules.py)
+    _rules=$(${python} -c "from espnet2.train.gradient_rules import RULES; print(' '.join(sorted(RULES)))")
+    case " ${_rules} " in
+        *" ${grad_rule} "*) ;;
+        *) log "Error: unknown --grad_rule '${grad_rule}' (one of: ${_rules})"; exit 2 ;;
+    esac
+fi
 [ -f "${enh_asr_config}" ] || { log "Error: --enh_asr_config ${enh_asr_config}: no such file"; exit 2; }
 if [ -n "${inference_config}" ] && [ ! -f "${inference_config}" ]; then
     log "Error: --inference_config ${inference_config}: no such file"; exit 2
@@ -363,8 +371,14 @@ run_with_progress() {
 # count_lines <file>...: the number of lines in the files that exist (0 when none does)
 count_lines() { cat "$@" 2>/dev/null | wc -l || true; }
 
-# Extra files of a data dir carried through stages 3-4 (beside wav.scp/spk1.scp/utt2spk/spk2utt).
-utt_extra_files="text_spk1 utt2category ${score_groups}"
+# Extra files of a data dir carried through stages 3-4 (beside wav.scp/spk1.scp/utt2spk/spk2utt): the
+# transcript, the categories and the files the score groupings read.
+utt_extra_files="text_spk1 utt2category"
+for _g in ${score_groups}; do
+    _f=${_g#*=}
+    _f=${_f%%:*}
+    case " ${utt_extra_files} " in *" ${_f} "*) ;; *) utt_extra_files+=" ${_f}" ;; esac
+done
 
 # ---------------------------------------------------------------------------------------------------------------
 if ! "${skip_data_prep}"; then
@@ -833,14 +847,18 @@ if ! "${skip_eval}"; then
             _data="${data_feats}/${dset}"
             _dir="${enh_asr_exp}/${inference_tag}/${dset}"
             require_done "${_dir}/.done" 12
-            _sig=$(sig_of "${_dir}/.done" "${_data}/text_spk1" "${_types}" "${score_groups}")
+            _sig=$(sig_of "${_dir}/.done" "${_dir}/text_spk1" "${_data}/text_spk1" "${_types}" "${score_groups}")
             if is_done "${_dir}/.done.score" "${_sig}"; then
                 log "Stage 14: skipped: ${_dir}/score_* are up to date"
                 continue
             fi
             _groups=""
             for g in ${score_groups}; do
-                [ -f "${_data}/${g}" ] && _groups+="${_data}/${g} "
+                _f=${g#*=}
+                _f=${_f%%:*}
+                if [ -f "${_data}/${_f}" ]; then
+                    case "${g}" in *=*) _groups+="${g%%=*}=${_data}/${g#*=} " ;; *) _groups+="${_data}/${g} " ;; esac
+                fi
             done
             for _type in ${_types}; do
                 case "${_type}" in cer) _tok=char ;; wer) _tok=word ;; ter) _tok=bpe ;; esac

@@ -44,6 +44,8 @@ if [ ! -x "${main_root}/tools/venv/bin/python" ]; then
     "${main_root}/tools/setup.sh"
 fi
 
+# local/data.sh also writes per-SNR copies of the test sets (et05_simu_isolated_1ch_track_0dB, ...); the
+# per-SNR and per-noise-type WERs come from utt2condition instead (score groups), so nothing is decoded twice.
 train_set=tr05_multi_noisy
 valid_set=dt05_multi_isolated_1ch_track
 test_sets="et05_simu_isolated_1ch_track et05_real_isolated_1ch_track"
@@ -51,7 +53,7 @@ test_sets="et05_simu_isolated_1ch_track et05_real_isolated_1ch_track"
 if "${smoke}"; then
     enh_asr_config=conf/tuning/train_enh_asr_smoke.yaml
     inference_config=conf/decode_asr_smoke.yaml
-    local_data_opts="--smoke true"
+    local_data_opts="--size smoke"
     expdir=exp_smoke
     dumpdir=dump_smoke
 else
@@ -82,6 +84,7 @@ for rule in ${grad_rules}; do
         --train_set "${train_set}" \
         --valid_set "${valid_set}" \
         --test_sets "${test_sets}" \
+        --score_groups "noise=utt2condition:1 snr=utt2condition:2" \
         --enh_asr_config "${enh_asr_config}" \
         --inference_config "${inference_config}" \
         --grad_rule "${rule}" \

@@ -77,15 +77,19 @@ def main(argv=None) -> int:
     except (OSError, ValueError) as e:
         print(f"train_bpe.py: {e}", file=sys.stderr)
         return 1
-    train_bpe(
-        sentences,
-        args.model_prefix,
-        args.vocab_size,
-        args.model_type,
-        args.character_coverage,
-        args.input_sentence_size,
-        args.user_defined_symbols,
-    )
+    try:
+        train_bpe(
+            sentences,
+            args.model_prefix,
+            args.vocab_size,
+            args.model_type,
+            args.character_coverage,
+            args.input_sentence_size,
+            args.user_defined_symbols,
+        )
+    except RuntimeError as e:  # sentencepiece's errors, e.g. a vocabulary smaller than the character set
+        print(f"train_bpe.py: {args.input}: sentencepiece: {e}", file=sys.stderr)
+        return 1
     return 0
 
 
