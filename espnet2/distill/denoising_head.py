@@ -6,6 +6,11 @@ hop 160, window 400, Hann: 257 bins), and a 3-layer BLSTM (256 units per directi
 dropout 0.1) -> Dropout(0.1) -> Linear(512, 257) -> sigmoid gives a mask in [0, 1].
 The enhanced magnitude is ``mask * |STFT(noisy)|``; the loss (``losses.denoising_loss``)
 compares it with ``|STFT(clean)|``. The head is used in training only.
+
+Deviation: a LayerNorm over the channels comes first. The published head reads the raw
+conv output, whose scale depends on the extractor: a randomly initialised or tiny one
+gives features of order 1e-4, and the head's gradient into the extractor (the part the
+gradient rule acts on) vanishes next to the distillation gradient.
 """
 
 from typing import Tuple
@@ -67,6 +72,7 @@ class DenoisingHead(nn.Module):
     ):
         super().__init__()
         self.upsample = upsample
+        self.input_norm = nn.LayerNorm(input_dim)
         self.blstm = nn.LSTM(
             input_dim,
             hidden,
@@ -90,5 +96,5 @@ class DenoisingHead(nn.Module):
         if mismatch > 0:  # repeat the last frame
             x = torch.cat([x, x[:, -1:].expand(-1, mismatch, -1)], dim=1)
         x = x[:, :num_frames]
-        h, _ = self.blstm(x)
+        h, _ = self.blstm(self.input_norm(x))
         return torch.sigmoid(self.linear(self.dropout(h)))
