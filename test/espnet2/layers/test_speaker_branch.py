@@ -60,7 +60,7 @@ def test_nll_ignores_unknown_speakers():
     loss.backward()
     assert torch.equal(scores.grad[1], torch.zeros(2))
     none_loss, none_acc, none_count = speaker_nll(scores, torch.tensor([-1, -1, -1]))
-    assert float(none_loss) == 0.0 and int(none_count) == 0
+    assert none_loss.item() == 0.0 and int(none_count) == 0
 
 
 def test_nll_rejects_out_of_range_labels():
