@@ -173,3 +173,17 @@ def test_cli_exit_status_and_message_on_bad_corpus(tmp_path):
     )
     assert r.returncode == 1
     assert f"{tmp_path / 'nowhere'}: corpus directory not found" in r.stderr
+
+
+def test_prepared_ids_get_the_se_loss_under_the_joint_models_id_convention(tmp_path):
+    """utt2category says SIMU, and the joint model, which decides from the id suffix, agrees.
+
+    TwoTaskEnhS2TModel skips the SE loss for ids ending in REAL/CLEAN; the authors' RATS ids
+    end in the channel letter (``-A``), so every prepared pair trains the SE front-end.
+    """
+    from espnet2.enh.espnet_enh_s2t_two_task_model import utterance_category
+
+    dirs = prep.prepare_rats_cha(make_pairs_tree(tmp_path / "pairs"), tmp_path / "data")
+    for d in dirs.values():
+        for uttid, category in read_map(d / "utt2category").items():
+            assert category == "SIMU" == utterance_category(uttid), uttid
