@@ -3,7 +3,9 @@
 The recipes' ``conf/tuning`` files are copies of the TEMPLATE model configs (YAML has no
 include) with a few documented changes. These tests pin those changes, so an edit of a
 TEMPLATE config, or of one rule config but not its siblings, fails here instead of silently
-making the systems of a comparison differ in more than their gradient rule.
+making the systems of a comparison differ in more than their gradient rule. After editing a
+TEMPLATE config, make the same edit in the recipes' copies (each copy's header says which
+TEMPLATE file it copies and what it changes).
 """
 
 from __future__ import annotations

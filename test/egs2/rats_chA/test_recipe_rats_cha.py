@@ -68,5 +68,7 @@ def test_data_sh_fails_clearly_without_a_corpus_or_with_a_bad_mode(tmp_path):
     assert r.returncode == 2 and "set FISHER_TRANS in db.sh" in r.stdout
     r = data_sh(recipe, "--mode", "flac")
     assert r.returncode == 2 and "--mode must be pairs or ldc" in r.stdout
+    r = data_sh(recipe, "--bogus", "1")
+    assert r.returncode == 1 and "invalid option --bogus" in r.stderr
     r = data_sh(recipe, "--corpus_dir", str(tmp_path / "missing"))
     assert r.returncode == 1 and "missing: corpus directory not found" in r.stderr

@@ -15,6 +15,13 @@ fisher_dir=       # default: $FISHER_TRANS (ldc only)
 audio_dir=        # where ldc mode writes the cut 8 kHz wavs (default: data/rats_cha_8k)
 ldc_parts=        # ldc only: split=part overrides, e.g. "valid=dev-2,test=dev-1"
 output_dir=data
+help_message="Usage: $0 [options]
+  --mode pairs|ldc       input form (default: pairs)
+  --corpus_dir DIR       pairs root or LDC2015S02 root (default: \$RATS_CHA_PAIRS / \$RATS_LDC from db.sh)
+  --fisher_dir DIR       Fisher English transcripts, ldc mode (default: \$FISHER_TRANS from db.sh)
+  --audio_dir DIR        where ldc mode writes the cut 8 kHz wavs (default: <output_dir>/rats_cha_8k)
+  --ldc_parts LIST       ldc mode: split=part overrides, e.g. \"valid=dev-2,test=dev-1\"
+  --output_dir DIR       (default: data)"
 
 . utils/parse_options.sh
 . ./db.sh
