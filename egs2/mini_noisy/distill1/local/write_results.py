@@ -1,0 +1,102 @@
+#!/usr/bin/env python3
+"""Write the recipe's RESULTS.md: the noise-invariance table and the downstream WERs.
+
+Reads ``<expdir>/noise_invariance.json`` (stage 4) and, per system and test set,
+``<expdir>/asr_<system>/decode_<set>/score_wer/result.txt`` (stage 6; sclite's report,
+whose ``Sum/Avg`` row holds #Snt #Wrd Corr Sub Del Ins Err S.Err). Writes atomically.
+"""
+
+import argparse
+import json
+import os
+import re
+import sys
+from pathlib import Path
+from typing import List
+
+HEADER = """# RobustDistiller on the mini noisy corpus
+
+Produced by `./run.sh{smoke}` (egs2/mini_noisy/distill1). Distillation config: `{config}`;
+teacher: `{teacher}`.
+
+**What the numbers mean.** {teacher_note} "before" is the student as training starts
+(conv extractor, projection, positional conv and first two layers copied from the teacher,
+i.e. the teacher truncated to two layers); "after" is the student after distillation with the
+denoising task (it heard corrupted audio while the teacher heard clean audio). Noise
+invariance: mean over frames and utterances of the cosine similarity between the student's
+features of the clean and the noisy version of the same test utterance (the corpus's SIMU test
+set: bus, cafe, pedestrian and street noise at 0 and 5 dB, noise types the distillation never
+used); the number in brackets pairs each clean utterance with a different noisy utterance, the
+level that says "no relation". Downstream ASR: a small Conformer CTC/attention model trained on
+the noisy training set with the frozen student as front-end (softmax-weighted sum of its
+hidden states), word error rate with sclite.
+"""
+
+TINY_NOTE = (
+    "The teacher is a tiny wav2vec 2.0-style model with RANDOM weights (no pretrained SSL "
+    "model can be downloaded here): its layers are fixed random functions of the audio, not "
+    "speech representations, so the distillation targets carry no learned phonetic content and "
+    "the absolute WERs say little about RobustDistiller with a real teacher."
+)
+
+
+def sum_avg(result: Path) -> List[float]:
+    """sclite's Sum/Avg row: [#Snt, #Wrd, Corr, Sub, Del, Ins, Err, S.Err]."""
+    for line in result.read_text().splitlines():
+        if "Sum/Avg" in line:
+            numbers = [float(v) for v in re.findall(r"-?\d+(?:\.\d+)?", line)]
+            if len(numbers) >= 8:
+                return numbers[-8:]
+    raise ValueError(f"{result}: no Sum/Avg row with 8 numbers")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--expdir", required=True, type=Path)
+    parser.add_argument("--systems", nargs="+", required=True)
+    parser.add_argument("--test_sets", nargs="+", required=True)
+    parser.add_argument("--distill_config", required=True)
+    parser.add_argument("--teacher", required=True, help="kind:path")
+    parser.add_argument("--out", required=True, type=Path)
+    args = parser.parse_args()
+    try:
+        invariance = json.loads((args.expdir / "noise_invariance.json").read_text())
+        rows = []
+        for system in args.systems:
+            cells = []
+            for test_set in args.test_sets:
+                result = args.expdir / f"asr_{system}" / f"decode_{test_set}" / "score_wer" / "result.txt"
+                if not result.is_file():
+                    raise FileNotFoundError(f"{result} is missing (run stage 6)")
+                snt, wrd, _, sub, dele, ins, err, _ = sum_avg(result)
+                cells.append(f"{err:.1f} ({sub:.1f}/{dele:.1f}/{ins:.1f}; {int(snt)} utts, {int(wrd)} words)")
+            rows.append(f"| {system} | " + " | ".join(cells) + " |")
+    except (OSError, ValueError) as e:
+        sys.exit(f"write_results.py: {e}")
+    kind = args.teacher.split(":", 1)[0]
+    text = HEADER.format(
+        smoke=" --smoke true" if args.expdir.name.endswith("_smoke") else "",
+        config=args.distill_config,
+        teacher=args.teacher,
+        teacher_note=TINY_NOTE if kind == "tiny" else "",
+    )
+    layers = list(next(iter(invariance.values())))
+    text += "\n## Noise invariance (cosine similarity, clean vs noisy; higher = more invariant)\n\n"
+    text += "| student | " + " | ".join(f"hidden state {k}" for k in layers) + " |\n"
+    text += "| --- |" + " --- |" * len(layers) + "\n"
+    for system, per_layer in invariance.items():
+        text += f"| {system} | " + " | ".join(
+            f"{v['matched']:.3f} ({v['mismatched']:.3f})" for v in per_layer.values()
+        ) + " |\n"
+    text += "\n## Downstream ASR, WER % (sub/del/ins)\n\n"
+    text += "| front-end student | " + " | ".join(args.test_sets) + " |\n"
+    text += "| --- |" + " --- |" * len(args.test_sets) + "\n"
+    text += "\n".join(rows) + "\n"
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = args.out.with_name(f".{args.out.name}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, args.out)
+
+
+if __name__ == "__main__":
+    main()
