@@ -104,7 +104,9 @@ class Corruptor:
             raise ValueError(f"need 0 <= snr_low <= snr_high, got {snr_low}, {snr_high}")
         unknown = set(operations) - set(OPERATIONS)
         if unknown or not operations:
-            raise ValueError(f"operations must be a non-empty subset of {OPERATIONS}, got {operations}")
+            raise ValueError(
+                f"operations must be a non-empty subset of {OPERATIONS}, got {operations}"
+            )
         self.fs = fs
         self.snr_low, self.snr_high = snr_low, snr_high
         self.rt60_low, self.rt60_high = rt60_low, rt60_high

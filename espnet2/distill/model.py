@@ -150,7 +150,8 @@ class RobustDistillModel(AbsESPnetModel):
 
     def shared_parameters(self) -> List[Tuple[str, torch.nn.Parameter]]:
         """The conv feature extractor: reached by both the distillation and denoising losses."""
-        return [(f"student.feature_extractor.{n}", p) for n, p in self.student.feature_extractor.named_parameters()]
+        extractor = self.student.feature_extractor
+        return [(f"student.feature_extractor.{n}", p) for n, p in extractor.named_parameters()]
 
     def se_private_parameters(self) -> List[Tuple[str, torch.nn.Parameter]]:
         """The denoising head: reached by the denoising loss only."""
@@ -199,7 +200,8 @@ class RobustDistillModel(AbsESPnetModel):
 
         with torch.no_grad():
             cos = F.cosine_similarity(preds, targets, dim=-1)  # (B, n, T)
-            valid = (torch.arange(preds.size(2), device=frames.device)[None] < frames[:, None]).float()
+            positions = torch.arange(preds.size(2), device=frames.device)
+            valid = (positions[None] < frames[:, None]).float()
             cos_mean = (cos * valid[:, None]).sum((0, 2)) / valid.sum()
         stats = {
             "loss": loss.detach(),

@@ -50,7 +50,9 @@ class ConvFeatureExtractor(nn.Module):
         super().__init__()
         self.conv_layers = [tuple(int(v) for v in layer) for layer in conv_layers]
         if not self.conv_layers or any(len(layer) != 3 for layer in self.conv_layers):
-            raise ValueError(f"conv_layers must be (channels, kernel, stride) triples, got {conv_layers}")
+            raise ValueError(
+                f"conv_layers must be (channels, kernel, stride) triples, got {conv_layers}"
+            )
         blocks = []
         in_channels = 1
         for i, (channels, kernel, stride) in enumerate(self.conv_layers):

@@ -74,7 +74,9 @@ def load_student(
             if k.startswith(prefix) and not k.startswith(prefix + "heads.")
         }
         if not own:
-            raise ValueError(f"{ckpt}: no 'student.*' weights (not a RobustDistillModel checkpoint?)")
+            raise ValueError(
+                f"{ckpt}: no 'student.*' weights (not a RobustDistillModel checkpoint?)"
+            )
         try:
             student.load_state_dict(own, strict=True)
         except RuntimeError as e:

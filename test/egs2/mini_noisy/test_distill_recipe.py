@@ -14,7 +14,7 @@ import torch
 REPO = Path(__file__).resolve().parents[3]
 LOCAL = REPO / "egs2/mini_noisy/distill1/local"
 sys.path.insert(0, str(REPO / "test/espnet2/distill"))
-from distill_testlib import MODEL_CONF, tiny_model  # noqa: E402
+from distill_testlib import tiny_model  # noqa: E402
 
 
 def load(name: str):

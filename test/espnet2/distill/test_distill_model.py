@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from distill_testlib import MODEL_CONF, STUDENT_CONF, tiny_model, waves
+from distill_testlib import STUDENT_CONF, tiny_model, waves
 from espnet2.distill.model import align_frames
 
 
@@ -79,8 +79,10 @@ def test_shared_private_and_main_task_parameters_follow_the_graph(tmp_path):
     shared = dict(model.shared_parameters())
     private = dict(model.se_private_parameters())
     names = [n for n, p in model.named_parameters() if p.requires_grad]
-    g_asr = dict(zip(names, torch.autograd.grad(tasks["asr"], [dict(model.named_parameters())[n] for n in names], retain_graph=True, allow_unused=True)))
-    g_se = dict(zip(names, torch.autograd.grad(tasks["se"], [dict(model.named_parameters())[n] for n in names], allow_unused=True)))
+    params = [dict(model.named_parameters())[n] for n in names]
+    g_asr = torch.autograd.grad(tasks["asr"], params, retain_graph=True, allow_unused=True)
+    g_se = torch.autograd.grad(tasks["se"], params, allow_unused=True)
+    g_asr, g_se = dict(zip(names, g_asr)), dict(zip(names, g_se))
     for n in names:
         reached = (g_asr[n] is not None, g_se[n] is not None)
         if n in shared:
