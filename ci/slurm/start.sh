@@ -88,7 +88,7 @@ fail() { tail -n 20 "$root"/log/*.stdout "$root"/log/*.log >&2 || true; "$here/s
 t0=$(date +%s%N)
 # munged -F logs to stderr; --force accepts group-writable parents of the state dir.
 setsid munged -F --force --key-file="$root/munge/munge.key" --socket="$root/munge/munge.socket.2" \
-  --pid-file="$root/run/munged.munge.pid" --seed-file="$root/munge/munged.seed" \
+  --pid-file="$root/run/munged.pidfile" --seed-file="$root/munge/munged.seed" \
   </dev/null >"$root/log/munged.stdout" 2>&1 &
 echo $! > "$root/run/munged.pid"
 wait_for "$timeout" "$root/run/munged.pid" munge_ok || fail "munged did not come up"

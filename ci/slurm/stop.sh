@@ -70,6 +70,6 @@ rc=0
 for pid in "${pids[@]}" "${leftover[@]}"; do
   kill -0 "$pid" 2>/dev/null && { echo "stop.sh: pid $pid is still running" >&2; rc=1; }
 done
-[ $rc = 0 ] && rm -f "$root"/run/*.pid "$root/run/slurmd.uts_ns"
+[ $rc = 0 ] && rm -f "$root"/run/*.pid "$root"/run/*.pidfile "$root/run/slurmd.uts_ns"
 echo "stop.sh: stopped in $((($(date +%s%N) - t0) / 1000000)) ms"
 exit $rc

@@ -56,7 +56,7 @@ class SlurmCluster:
         return [int(p.read_text()) for p in sorted((self.root / "run").glob("*.pid"))]
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
@@ -116,8 +116,8 @@ def slurm_cluster(tmp_path_factory) -> SlurmCluster:
         env = dict(os.environ)
         env.pop("SLURM_PARTITION", None)
         env.update(
-            SLURM_CI_CTLD_PORT=str(_free_port()),
-            SLURM_CI_SLURMD_PORT=str(_free_port()),
+            SLURM_CI_CTLD_PORT=str(free_port()),
+            SLURM_CI_SLURMD_PORT=str(free_port()),
             SLURM_CI_CPUS=str(max(ADVERTISED_CPUS, os.cpu_count() or 1)),
         )
         start = subprocess.run(
