@@ -9,16 +9,22 @@ A teacher maps a waveform to all its hidden states. Two kinds:
 * ``hf``: a Hugging Face WavLM / HuBERT / wav2vec 2.0 checkpoint directory
   (``config.json`` + weights), e.g. WavLM Base+ as published. Needs the optional
   ``transformers`` package, imported only when such a teacher is loaded.
+* ``espnet_asr`` / ``espnet_enh_s2t``: the ASR encoder of an ESPnet model trained by this
+  project (an ASR model, or the ASR branch of the joint SE + ASR model): ``path`` is the
+  model file (e.g. ``exp/asr/valid.acc.best.pth``) and its ``config.yaml`` lies beside it.
+  The teacher is front-end + normalisation + encoder (Conformer or Transformer); its frame
+  rate (e.g. 40 ms) differs from the student's, so targets are interpolated in time.
 
 Every teacher returns ``num_layers + 1`` hidden states, index 0 being the transformer's
 input and index i the output of layer i (Hugging Face's ``hidden_states`` convention),
 so ``pred_layers: [4, 8, 12]`` means the same thing for every kind.
 """
 
+import inspect
 import os
 import tempfile
 from pathlib import Path
-from typing import Dict, List, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import torch
 from torch import nn
@@ -29,7 +35,7 @@ from espnet2.distill.wav2vec2_blocks import (
     TransformerStack,
 )
 
-TEACHER_KINDS = ("tiny", "hf")
+TEACHER_KINDS = ("tiny", "hf", "espnet_asr", "espnet_enh_s2t")
 HF_MODEL_TYPES = ("wavlm", "hubert", "wav2vec2")
 
 
@@ -38,7 +44,7 @@ class Teacher(nn.Module):
 
     num_layers: int
     hidden_size: int
-    frame_shift: int  # samples per output frame
+    frame_shift: Optional[int]  # samples per output frame; None: not a fixed multiple
 
 
 class TinyTeacher(Teacher):
@@ -119,6 +125,47 @@ class HFTeacher(Teacher):
         return list(out.hidden_states), frames.clamp(max=out.hidden_states[0].size(1))
 
 
+class ESPnetEncoderTeacher(Teacher):
+    """An ESPnet ASR model's front-end + normalisation + encoder as a teacher.
+
+    Hidden states: index 0 is the encoder's input embedding (after subsampling), index i
+    the output of encoder layer i (``return_all_hs``).
+    """
+
+    def __init__(self, asr_model: nn.Module):
+        super().__init__()
+        encoder = asr_model.encoder
+        if "return_all_hs" not in inspect.signature(encoder.forward).parameters:
+            raise ValueError(
+                f"{type(encoder).__name__} cannot return its hidden states (return_all_hs); "
+                "use a Conformer or Transformer encoder"
+            )
+        self.model = asr_model
+        self.num_layers = len(encoder.encoders)
+        self.hidden_size = encoder.output_size()
+        self.frame_shift = None
+
+    def forward(
+        self, wav: torch.Tensor, lengths: torch.Tensor
+    ) -> Tuple[List[torch.Tensor], torch.Tensor]:
+        embedded = []
+
+        def keep_embedding(_module, _inputs, output):
+            while isinstance(output, tuple):  # (x, mask) and/or (x, pos_emb)
+                output = output[0]
+            embedded.append(output)
+
+        feats, feat_lengths = self.model._extract_feats(wav, lengths)
+        if self.model.normalize is not None:
+            feats, feat_lengths = self.model.normalize(feats, feat_lengths)
+        hook = self.model.encoder.embed.register_forward_hook(keep_embedding)
+        try:
+            (_, layers), frames, _ = self.model.encoder(feats, feat_lengths, return_all_hs=True)
+        finally:
+            hook.remove()
+        return [embedded[0]] + list(layers), frames
+
+
 def save_tiny_teacher(path: str, teacher: TinyTeacher) -> None:
     """Write ``teacher`` as a ``kind: tiny`` checkpoint (atomically: temp file + rename)."""
     payload = {"kind": "tiny", "config": teacher.config, "state_dict": teacher.state_dict()}
@@ -175,11 +222,36 @@ def _load_hf(path: Path) -> HFTeacher:
     return HFTeacher(model)
 
 
+def _load_espnet(kind: str, path: Path) -> ESPnetEncoderTeacher:
+    config = path.parent / "config.yaml"
+    for f in (path, config):
+        if not f.is_file():
+            raise FileNotFoundError(
+                f"{f} does not exist (an ESPnet teacher is a model file with its training "
+                "config.yaml in the same directory)"
+            )
+    if kind == "espnet_asr":
+        from espnet2.tasks.asr import ASRTask
+
+        model, _ = ASRTask.build_model_from_file(str(config), str(path), "cpu")
+    else:
+        from espnet2.tasks.enh_s2t import EnhS2TTask
+
+        joint, _ = EnhS2TTask.build_model_from_file(str(config), str(path), "cpu")
+        model = joint.s2t_model
+    return ESPnetEncoderTeacher(model)
+
+
 def load_teacher(kind: str, path: str) -> Teacher:
     """Load a frozen teacher (eval mode, ``requires_grad=False``) of ``kind`` from ``path``."""
     if kind not in TEACHER_KINDS:
         raise ValueError(f"teacher kind must be one of {TEACHER_KINDS}, got '{kind}'")
-    teacher = _load_tiny(Path(path)) if kind == "tiny" else _load_hf(Path(path))
+    if kind == "tiny":
+        teacher = _load_tiny(Path(path))
+    elif kind == "hf":
+        teacher = _load_hf(Path(path))
+    else:
+        teacher = _load_espnet(kind, Path(path))
     teacher.eval()
     for p in teacher.parameters():
         p.requires_grad_(False)
