@@ -180,7 +180,6 @@ class GradientRule(abc.ABC):
         Returns:
             The combined gradient ``[numel]`` (a new tensor).
         """
-        _check_flat_pair(g_asr, g_se)
         return combine_blocks(self, g_asr, g_se, [g_asr.numel()])[0]
 
     def __repr__(self) -> str:
@@ -374,7 +373,7 @@ class GradientRemedyProjectOnly(GradientRemedy):
     _rescale = False
 
     def __init__(self):
-        super().__init__()
+        """No options: the rescale threshold K does not apply."""
 
 
 @register_rule
@@ -482,7 +481,11 @@ class _BlockLayout(NamedTuple):
 
 @functools.lru_cache(maxsize=16)
 def _block_layout(sizes: Tuple[int, ...], device: torch.device) -> _BlockLayout:
-    """Build (once per block sizes and device, on the host) a layout's indices."""
+    """Build a layout's indices on the host, once per block sizes and device.
+
+    Moving them to the device is the only host-to-device transfer, and it
+    happens once: the trainer calls with the same sizes every step.
+    """
     ends = torch.tensor(sizes, dtype=torch.long).cumsum(0)
     numel = sum(sizes)
     n_rows = numel // _ROW

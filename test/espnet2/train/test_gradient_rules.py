@@ -278,7 +278,9 @@ def test_gr_leaves_exactly_orthogonal_pair_unchanged():
     g_asr = torch.tensor([3.0, 4.0, 0.0], dtype=F64)
     g_se = torch.tensor([4.0, -3.0, 1.0], dtype=F64)
     for name in ALL_RULES:
-        assert torch.equal(make_rule(name)(g_asr, g_se), g_asr + g_se), name
+        combined, _, w = combine_blocks(make_rule(name), g_asr, g_se, [3])
+        assert torch.equal(combined, g_asr + g_se), name
+        assert not w.projected.any() and not w.rescaled.any(), name
 
 
 def test_gr_projection_then_rescale_matches_spec_numbers():
@@ -396,7 +398,10 @@ def test_gr_float32_matches_float64_literal(p):
     float64 literal (skipping ties at float32 resolution and near-antiparallel
     pairs, where sin(phi) from the Gram form is good to sqrt(eps32) ~ 3e-4)."""
     g_asr, g_se, sizes = p
-    pieces = [(a.double(), b.double()) for a, b in zip(blocks_of(g_asr, sizes), blocks_of(g_se, sizes))]
+    pieces = [
+        (a.double(), b.double())
+        for a, b in zip(blocks_of(g_asr, sizes), blocks_of(g_se, sizes))
+    ]
     for a, b in pieces:
         if norm(a) > 0 and norm(b) > 0:
             _, cos, ratio = literal_gr(a, b)
@@ -548,7 +553,8 @@ def test_weights_accept_any_equal_shape_elementwise():
     for i in range(2):
         for j in range(2):
             one = get_rule("gr").weights(aa[i, j : j + 1], ss[i, j : j + 1], as_[i, j : j + 1])
-            assert float(w.w_asr[i, j]) == float(one.w_asr) and float(w.w_se[i, j]) == float(one.w_se)
+            assert float(w.w_asr[i, j]) == float(one.w_asr)
+            assert float(w.w_se[i, j]) == float(one.w_se)
     assert w.projected.tolist() == [[True, False], [False, False]]
     assert w.rescaled.tolist() == [[False, True], [False, False]]
 
@@ -557,7 +563,9 @@ def test_weights_accept_any_equal_shape_elementwise():
 # No host/device synchronisation
 # --------------------------------------------------------------------------
 
-SYNCING_METHODS = ("item", "tolist", "cpu", "numpy", "__bool__", "__float__", "__int__", "__index__")
+SYNCING_METHODS = (
+    "item", "tolist", "cpu", "numpy", "__bool__", "__float__", "__int__", "__index__"
+)
 
 
 @contextlib.contextmanager
@@ -669,9 +677,11 @@ def test_bad_k_is_rejected_with_a_clear_error(bad):
 def test_unknown_option_error_names_the_rule_and_its_options():
     """A misspelt or inapplicable option (K for a rule without rescale) is an
     error, not silently ignored."""
-    with pytest.raises(ValueError, match=r"'gr' does not take option\(s\) \['k'\]; its options are \['K'\]"):
+    message = r"'gr' does not take option\(s\) \['k'\]; its options are \['K'\]"
+    with pytest.raises(ValueError, match=message):
         get_rule("gr", k=5)
-    with pytest.raises(ValueError, match=r"'pcgrad' does not take option\(s\) \['K'\]; its options are \[\]"):
+    message = r"'pcgrad' does not take option\(s\) \['K'\]; its options are \[\]"
+    with pytest.raises(ValueError, match=message):
         get_rule("pcgrad", K=5)
 
 
