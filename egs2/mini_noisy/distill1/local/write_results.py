@@ -20,8 +20,9 @@ Produced by `./run.sh{smoke}` (egs2/mini_noisy/distill1). Distillation config: `
 teacher: `{teacher}`.
 
 **What the numbers mean.** {teacher_note} "before" is the student as training starts
-(conv extractor, projection, positional conv and first two layers copied from the teacher,
-i.e. the teacher truncated to two layers); "after" is the student after distillation with the
+(with `init_from_teacher`, the tiny teacher's conv extractor, projection, positional conv and
+first two layers: the teacher truncated to two layers; otherwise random weights); "after" is
+the student after distillation with the
 denoising task (it heard corrupted audio while the teacher heard clean audio). Noise
 invariance: mean over frames and utterances of the cosine similarity between the student's
 features of the clean and the noisy version of the same test utterance (the corpus's SIMU test
