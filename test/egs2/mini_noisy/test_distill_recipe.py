@@ -126,3 +126,24 @@ def test_results_table_reads_sclite_sum_row_and_invariance(tmp_path):
     assert "| after | 0.950 (0.500) |" in text
     assert "| before | 99.0 (57.6/40.4/1.0; 16 utts, 99 words) |" in text
     assert "RANDOM weights" in text
+
+
+@pytest.mark.parametrize("config", ["train_distill_tiny.yaml", "train_distill_smoke.yaml"])
+def test_tiny_configs_fit_the_teacher_the_recipe_writes(tmp_path, config, monkeypatch):
+    # The recipe's configs and its teacher script must agree: pred_layers within the 6
+    # teacher layers, and every student tensor initialised from the teacher (conv channels
+    # and width equal), or "before" would not be the truncated teacher.
+    import yaml
+
+    from espnet2.distill.model import RobustDistillModel
+
+    teacher = tmp_path / "teacher.pth"
+    monkeypatch.setattr(sys, "argv", ["make_tiny_teacher.py", "--out", str(teacher)])
+    load("make_tiny_teacher").main()
+    conf = yaml.safe_load((LOCAL.parent / "conf/tuning" / config).read_text())["model_conf"]
+    conf["teacher_path"] = str(teacher)
+    model = RobustDistillModel(**conf)
+    copied = model.init_student_from_teacher()
+    student_keys = {k for k in model.student.state_dict() if not k.startswith("heads.")}
+    assert set(copied) == student_keys
+    assert model.pred_layers == [2, 4, 6]
