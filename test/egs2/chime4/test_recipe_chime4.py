@@ -67,7 +67,7 @@ def test_run_sh_stages_1_to_5_prepare_dumps_and_the_char_token_list(tmp_path):
 
 
 def smoke_configs(tmp_path: Path):
-    """A tiny joint model (TEMPLATE's CPU config, shrunk) and greedy decoding, 1 epoch."""
+    """A tiny joint model (TEMPLATE's CPU config, shrunk), a tiny LSTM LM, greedy decoding."""
     conf = yaml.safe_load((REPO / "egs2/TEMPLATE/asr_with_enhancement/conf/tuning/train_enh_asr_small_cpu.yaml").read_text())
     conf["enh_separator_conf"].update(layer=2, stack=1, bottleneck_dim=16, hidden_dim=32)
     conf["asr_encoder_conf"].update(output_size=32, attention_heads=2, linear_units=64, num_blocks=1)
@@ -79,25 +79,31 @@ def smoke_configs(tmp_path: Path):
     train = tmp_path / "train_smoke.yaml"
     train.write_text(yaml.safe_dump(conf))
     decode = tmp_path / "decode_smoke.yaml"
-    decode.write_text(yaml.safe_dump(dict(beam_size=1, ctc_weight=0.3, lm_weight=0.0, penalty=0.0,
+    decode.write_text(yaml.safe_dump(dict(beam_size=1, ctc_weight=0.3, lm_weight=0.3, penalty=0.0,
                                           maxlenratio=0.3, minlenratio=0.0)))
-    return train, decode
+    lm = yaml.safe_load((REPO / "egs2/chime4/asr_with_enhancement/conf/tuning/train_lm_lstm.yaml").read_text())
+    lm["lm_conf"].update(unit=16, nlayers=1)
+    lm.update(max_epoch=1, batch_size=8)
+    lm_path = tmp_path / "lm_smoke.yaml"
+    lm_path.write_text(yaml.safe_dump(lm))
+    return train, decode, lm_path
 
 
 @pytest.mark.slow
 def test_run_sh_trains_decodes_and_scores_a_smoke_model_on_the_fake_tree(tmp_path):
-    """Every stage of the recipe (no LM) runs and stage 16 writes a WER table per test set.
+    """Every stage of the recipe runs, LM included, and stage 16 writes a WER row per test set.
 
     The numbers themselves mean nothing (random audio, one epoch); the test protects the
-    wiring: the recipe's set names, options and configs reach training, decoding and scoring.
+    wiring: the recipe's set names, options and configs reach LM training, joint training,
+    decoding with the LM checkpoint run.sh names (valid.loss.best.pth) and scoring.
     """
     recipe = make_sandbox(tmp_path, "chime4/asr_with_enhancement")
     tree = fake_chime4_with_audio(tmp_path / "corpus")
-    train, decode = smoke_configs(tmp_path)
+    train, decode, lm = smoke_configs(tmp_path)
     # Two of the four test sets (a real and a simulated one) and one job per stage keep the
     # number of Python processes, each importing ESPnet, and so the runtime, small.
     tests = ["dt05_real_isolated_1ch_track", "et05_simu_isolated_1ch_track"]
-    r = run_recipe(recipe, ["--nj", "1", "--inference_nj", "1", "--ngpu", "0", "--use_lm", "false",
+    r = run_recipe(recipe, ["--nj", "1", "--inference_nj", "1", "--ngpu", "0", "--lm_config", str(lm),
                             "--enh_asr_config", str(train), "--inference_config", str(decode),
                             "--test_sets", " ".join(tests),
                             "--local_data_opts", local_data_opts(tree)], timeout=1500)
@@ -106,6 +112,10 @@ def test_run_sh_trains_decodes_and_scores_a_smoke_model_on_the_fake_tree(tmp_pat
     assert len(exps) == 1, sorted((recipe / "exp").iterdir())
     config = yaml.safe_load((exps[0] / "config.yaml").read_text())
     assert config["grad_rule"] == "gr" and config["max_epoch"] == 1
+    lm_exps = list((recipe / "exp").glob(f"lm_{lm.stem}_*"))
+    assert len(lm_exps) == 1 and (lm_exps[0] / "valid.loss.best.pth").is_file()
+    decode_dirs = [p.name for p in exps[0].glob("decode_*")]
+    assert decode_dirs and all(f"_lm_{lm_exps[0].name}_valid.loss.best_" in d for d in decode_dirs)
     results = (exps[0] / "RESULTS.md").read_text()
     for t in tests:
         assert f"/{t}|" in results, f"no WER row for {t}"
