@@ -34,9 +34,11 @@ teacher_path=
 distill_config=
 asr_config=
 grad_rule=
+expdir=         # default: exp (exp_smoke with --smoke true)
 nj=2
 help_message="Usage: $0 [--stage N] [--stop_stage N] [--smoke true|false] [--teacher_kind tiny|hf]
-          [--teacher_path PATH] [--distill_config YAML] [--asr_config YAML] [--grad_rule NAME] [--nj N]"
+          [--teacher_path PATH] [--distill_config YAML] [--asr_config YAML] [--grad_rule NAME]
+          [--expdir DIR] [--nj N]"
 while [ $# -gt 0 ]; do
     case "$1" in --help|-h) echo "${help_message}"; exit 0 ;; esac
     [ $# -ge 2 ] || { log "Error: option '$1' needs a value"; echo "${help_message}" >&2; exit 2; }
@@ -49,6 +51,7 @@ while [ $# -gt 0 ]; do
         --distill_config) distill_config=$2 ;;
         --asr_config) asr_config=$2 ;;
         --grad_rule) grad_rule=$2 ;;
+        --expdir) expdir=$2 ;;
         --nj) nj=$2 ;;
         *) log "Error: unknown option '$1'"; echo "${help_message}" >&2; exit 2 ;;
     esac
@@ -81,7 +84,7 @@ else
     suffix=
 fi
 datadir=data${suffix}
-expdir=exp${suffix}
+[ -n "${expdir}" ] || expdir=exp${suffix}
 corpus_dir=$(pwd)/downloads${suffix}/mini_noisy
 [ -n "${teacher_path}" ] || teacher_path=${expdir}/teacher/teacher.pth
 distill_dir=${expdir}/distill

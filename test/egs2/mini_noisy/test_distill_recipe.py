@@ -90,10 +90,13 @@ def test_noise_invariance_is_one_for_identical_versions_and_lower_for_noise(tmp_
     corrupted = noise_invariance.layer_similarity(model.student, noisy)
     assert list(identical) == ["0", "1", "2"]
     for layer in identical:
-        assert identical[layer]["matched"] == pytest.approx(1.0, abs=1e-5)
-        assert corrupted[layer]["matched"] < identical[layer]["matched"]
-        # mismatched pairs are unrelated signals: below the matched similarity
-        assert identical[layer]["mismatched"] < 0.99
+        for prefix in ("", "centred_"):
+            assert identical[layer][prefix + "matched"] == pytest.approx(1.0, abs=1e-5)
+            assert corrupted[layer][prefix + "matched"] < identical[layer][prefix + "matched"]
+            # mismatched pairs are unrelated signals: below the matched similarity
+            assert identical[layer][prefix + "mismatched"] < 0.99
+        # centring removes the common direction: unrelated frames score lower than raw
+        assert identical[layer]["centred_mismatched"] < identical[layer]["mismatched"]
 
 
 def test_noise_invariance_names_a_missing_reference(tmp_path):
@@ -113,9 +116,9 @@ def test_results_table_reads_sclite_sum_row_and_invariance(tmp_path):
         score = exp / f"asr_{system}/decode_t/score_wer"
         score.mkdir(parents=True)
         (score / "result.txt").write_text(f"header\n{SCLITE_SUM}\n")
+    scores = {"matched": 0.95, "mismatched": 0.5, "centred_matched": 0.8, "centred_mismatched": 0.01}
     (exp / "noise_invariance.json").write_text(json.dumps(
-        {"before": {"0": {"matched": 0.9, "mismatched": 0.6}},
-         "after": {"0": {"matched": 0.95, "mismatched": 0.5}}}))
+        {"before": {"0": dict(scores, matched=0.9)}, "after": {"0": scores}}))
     assert write_results.sum_avg(exp / "asr_before/decode_t/score_wer/result.txt") == [
         16, 99, 2.0, 57.6, 40.4, 1.0, 99.0, 100.0]
     sys.argv = ["write_results.py", "--expdir", str(exp), "--systems", "before", "after",
@@ -123,7 +126,9 @@ def test_results_table_reads_sclite_sum_row_and_invariance(tmp_path):
                 "--out", str(exp / "RESULTS.md")]
     write_results.main()
     text = (exp / "RESULTS.md").read_text()
-    assert "| after | 0.950 (0.500) |" in text
+    raw, centred = text.split("Mean-centred:")
+    assert "| after | 0.950 (0.500) |" in raw and "| before | 0.900 (0.500) |" in raw
+    assert "| after | 0.800 (0.010) |" in centred.split("## Downstream")[0]
     assert "| before | 99.0 (57.6/40.4/1.0; 16 utts, 99 words) |" in text
     assert "RANDOM weights" in text
 

@@ -7,7 +7,10 @@ versions to its hidden states; the score of a layer is the mean over frames of
 cos(h_clean[t], h_noisy[t]), averaged over utterances (1 = the noise leaves the features
 unchanged). As a floor, the same number for mismatched pairs (utterance i clean vs
 utterance i+1 noisy, cropped to the shorter) shows how similar unrelated frames already
-are (features share a common direction, so 0 is not the floor).
+are (features share a common direction, so 0 is not the floor). The same two numbers are
+also given after subtracting each layer's mean feature (over all frames of both versions of
+all utterances), which removes that common direction: the centred mismatched score is near
+0, and the centred matched score is the noise invariance that does not come from it.
 
 Writes ``--out`` (JSON: system -> layer -> {matched, mismatched}) and ``--out_md`` (a
 Markdown table), each atomically.
@@ -57,8 +60,21 @@ def load_pairs(data_dir: Path, max_utts: int) -> List[tuple]:
     return pairs
 
 
+def _scores(feats, layer: int, mean: torch.Tensor) -> Dict[str, float]:
+    """Matched and mismatched mean frame cosine of one layer, after subtracting ``mean``."""
+    matched, mismatched = [], []
+    for i, (hc, hn, frames) in enumerate(feats):
+        matched.append(mean_frame_cosine(hc[layer] - mean, hn[layer] - mean, frames).item())
+        _, ho, fo = feats[(i + 1) % len(feats)]
+        t = min(hc[layer].size(1), ho[layer].size(1))
+        a, b = hc[layer][:, :t] - mean, ho[layer][:, :t] - mean
+        mismatched.append(mean_frame_cosine(a, b, torch.minimum(frames, fo).clamp(max=t)).item())
+    return {"matched": sum(matched) / len(matched), "mismatched": sum(mismatched) / len(mismatched)}
+
+
 @torch.no_grad()
 def layer_similarity(student, pairs) -> Dict[str, Dict[str, float]]:
+    """Per hidden state: raw and mean-centred cosine scores (see the module docstring)."""
     feats = []
     for _, noisy, clean in pairs:
         length = torch.tensor([noisy.numel()])
@@ -67,18 +83,17 @@ def layer_similarity(student, pairs) -> Dict[str, Dict[str, float]]:
         feats.append((hc, hn, frames))
     result = {}
     for layer in range(len(feats[0][0])):
-        matched = [mean_frame_cosine(hc[layer], hn[layer], f).item() for hc, hn, f in feats]
-        mismatched = []
-        for i in range(len(feats)):
-            hc, _, fc = feats[i]
-            _, hn, fn = feats[(i + 1) % len(feats)]
-            t = min(hc[layer].size(1), hn[layer].size(1))
-            mismatched.append(
-                mean_frame_cosine(hc[layer][:, :t], hn[layer][:, :t], torch.minimum(fc, fn).clamp(max=t)).item()
-            )
+        frames_of_layer = [
+            h[layer][0, : int(f)] for hc, hn, f in feats for h in (hc, hn)
+        ]
+        centre = torch.cat(frames_of_layer).mean(0)
+        raw = _scores(feats, layer, torch.zeros_like(centre))
+        centred = _scores(feats, layer, centre)
         result[str(layer)] = {
-            "matched": sum(matched) / len(matched),
-            "mismatched": sum(mismatched) / len(mismatched),
+            "matched": raw["matched"],
+            "mismatched": raw["mismatched"],
+            "centred_matched": centred["matched"],
+            "centred_mismatched": centred["mismatched"],
         }
     return result
 
@@ -91,17 +106,26 @@ def atomic_write(path: Path, text: str) -> None:
 
 
 def markdown(results: Dict[str, Dict[str, Dict[str, float]]], data_dir: str, n: int) -> str:
+    """Two tables (raw, mean-centred): system x hidden state, "matched (mismatched)"."""
     layers = list(next(iter(results.values())))
     lines = [
         f"Cosine similarity of student features, clean vs noisy version of the same utterance "
-        f"({data_dir}, {n} utterances; in brackets: mismatched utterances, the floor).",
-        "",
-        "| system | " + " | ".join(f"layer {k}" for k in layers) + " |",
-        "| --- |" + " --- |" * len(layers),
+        f"({data_dir}, {n} utterances); in brackets: mismatched utterances, the floor.",
     ]
-    for system, per_layer in results.items():
-        cells = [f"{v['matched']:.3f} ({v['mismatched']:.3f})" for v in per_layer.values()]
-        lines.append(f"| {system} | " + " | ".join(cells) + " |")
+    for title, prefix in (("raw", ""), ("mean-centred", "centred_")):
+        lines += [
+            "",
+            f"{title}:",
+            "",
+            "| student | " + " | ".join(f"hidden state {k}" for k in layers) + " |",
+            "| --- |" + " --- |" * len(layers),
+        ]
+        for system, per_layer in results.items():
+            cells = [
+                f"{v[prefix + 'matched']:.3f} ({v[prefix + 'mismatched']:.3f})"
+                for v in per_layer.values()
+            ]
+            lines.append(f"| {system} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
 
