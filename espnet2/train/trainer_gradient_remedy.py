@@ -6,41 +6,31 @@ apart, accumulates and all-reduces them per task, and combines them with a
 gradient rule (plain sum, Gradient Remedy, PCGrad, ...) from
 :mod:`espnet2.train.gradient_rules` once per optimizer step. All other
 parameters receive the ASR gradient unchanged. Everything else is ESPnet's:
-``run()``, validation, checkpoints and resume (the rules are stateless),
-AMP, gradient clipping, the non-finite skip, batch-step schedulers, reporter
-stats and the ``iterator_stop`` protocol under DDP.
+``run()``, validation, checkpoints and resume (the rules are stateless), AMP,
+gradient clipping, the non-finite skip, batch-step schedulers, reporter stats
+and the ``iterator_stop`` protocol under DDP.
 
 One training step, as the methods of :class:`GradientRemedyTrainer` name it
 (the semantics are in ``shared/spec/gradient_remedy.md``)::
 
-    for each micro-batch:                    (under DDP: inside model.no_sync())
-        _forward              -> task losses l_asr, l_se (weighted like stock ESPnet)
-        _task_gradients       -> backward(l_asr) into .grad of every parameter
-                                 (shared ones: the G_ASR segment of a flat buffer),
-                                 autograd.grad(l_se) on the shared ones only
-                                 (added into the G_SE segment)
+    _micro_batch, for each micro-batch       (under DDP inside model.no_sync())
+        _forward          -> l_asr, l_se, scaled like stock ESPnet's loss
+        _task_gradients   -> autograd.grad(l_se) on the shared parameters, added
+                             to the G_SE segment of a flat buffer; one
+                             backward(l_asr) into .grad of every parameter
+                             (views into the G_ASR segment of the same buffer)
         [gr_apply=microbatch: _apply_rule on this micro-batch's gradients]
-    at the optimizer step:
-        _reduce               -> ONE all_reduce(SUM) of the flat buffer
-                                 (G_ASR on all parameters, G_SE on shared ones)
-        _apply_rule           -> .grad(shared) = rule(G_ASR, G_SE), per block
-        _clip_and_step        -> unscale, clip, skip if non-finite, step, scheduler
-        _broadcast_buffers    -> rank 0's buffers (BatchNorm stats) to every rank
-        _report_step          -> grad_norm, clip, loss_scale, gr_* stats, lr, time
-
-Gradient buffer. Every trainable parameter's ``.grad`` is a view into one flat
-buffer ``[G_ASR shared | G_ASR rest | G_SE shared | use counts]`` (the same idea
-as DDP's ``gradient_as_bucket_view``), so the ASR backward accumulates in place
-across micro-batches, the reduction is a single collective of size
-``|all params| + |shared| + #params``, and writing the rule's result is one
-copy. The use counts record whether a parameter received any gradient during
-the step on any rank; parameters that received none get ``.grad = None`` before
-the optimizer step, as in stock ESPnet (Adam then leaves them alone).
+    _optimizer_step, every accum_grad micro-batches
+        _reduce           -> ONE all_reduce(SUM) of the flat buffer
+        _apply_rule       -> .grad(shared) = rule(G_ASR, G_SE), block by block
+        _clip_and_step    -> unscale, clip, skip if non-finite, step, scheduler
+        _broadcast_buffers-> rank 0's buffers (BatchNorm stats) to every rank
+        _report_step      -> grad_norm, clip, loss_scale, gr_* stats, lr, time
 
 Host synchronisation: none per parameter or per block. Once per optimizer step
-the small vector ``[gr_* stats | use counts]`` is copied to the host (needed to
-report floats and to decide which parameters were unused); stock ESPnet itself
-syncs for ``grad_norm`` and every reported stat.
+the small vector ``[gr_* stats | use flags]`` is copied to the host (to report
+floats and to release the gradients of unused parameters); stock ESPnet itself
+syncs for ``grad_norm`` and for every reported stat.
 """
 
 import argparse
@@ -78,6 +68,7 @@ GR_STAT_NAMES = (
 )
 GRANULARITIES = ("tensor", "vector")
 APPLY_MODES = ("step", "microbatch")
+SUM = torch.distributed.ReduceOp.SUM
 
 
 @dataclasses.dataclass
@@ -95,11 +86,12 @@ class GradientRemedyTrainerOptions(TrainerOptions):
 class TaskLosses:
     """The two task losses of one micro-batch, scaled for the accumulated step.
 
-    Each is ``task_loss * w_local / W_global / accum_grad`` (single process:
-    ``task_loss / accum_grad``), exactly as stock ESPnet scales its one loss, so
-    that summing over micro-batches and ranks gives the batch-weighted mean
-    gradient of the effective batch. ``se`` is None when the SE loss does not
-    depend on any parameter (no utterance of the micro-batch has a reference).
+    Each is ``task_loss * w_local / W_global / accum_grad`` under DDP and
+    ``task_loss / accum_grad`` in one process, as stock ESPnet scales its one
+    loss (without DDP's ``* world_size``: the trainer sums over ranks itself),
+    so that the sum over micro-batches and ranks is the gradient of the
+    batch-weighted mean loss of the effective batch. ``se`` is None when the SE
+    loss reaches no parameter (no utterance of the micro-batch has a reference).
     """
 
     asr: torch.Tensor  # 0-dim
@@ -111,12 +103,14 @@ class GradientBuffer:
 
     Layout (``n_s`` shared elements, ``n_r`` other elements, ``P`` parameters)::
 
-        [ G_ASR on shared (n_s) | G_ASR on the rest (n_r) | G_SE on shared (n_s) | uses (P) ]
+        [ G_ASR shared (n_s) | G_ASR rest (n_r) | G_SE shared (n_s) | uses (P) ]
 
     ``install()`` points each parameter's ``.grad`` at its slice of the G_ASR
-    part, so ``backward()`` accumulates there in place. ``uses[i]`` counts the
-    micro-batches (over all ranks after the reduction) in which parameter ``i``
-    received a gradient from either task.
+    part (as DDP's ``gradient_as_bucket_view`` does), so ``backward()``
+    accumulates there in place across micro-batches, the reduction is one
+    collective, and writing the rule's result is one copy. ``uses[i]`` is 1 on a
+    rank where parameter ``i`` received a gradient from either task during the
+    step; after the reduction it counts those ranks.
     """
 
     def __init__(
@@ -126,19 +120,18 @@ class GradientBuffer:
         block_sizes: Sequence[int],
     ):
         params = list(shared) + list(rest)
-        dtypes = {(p.dtype, p.device) for p in params}
-        if len(dtypes) != 1:
+        kinds = {(p.dtype, p.device) for p in params}
+        if len(kinds) != 1:
             raise RuntimeError(
                 "GradientRemedyTrainer needs all trainable parameters on one device "
-                f"with one dtype (use --train_dtype); found {sorted(map(str, dtypes))}"
+                f"with one dtype (see --train_dtype); found {sorted(map(str, kinds))}"
             )
         self.shared = list(shared)
         self.params = params
         self.block_sizes = list(block_sizes)
         n_s = sum(p.numel() for p in self.shared)
         n_all = sum(p.numel() for p in params)
-        p0 = params[0]
-        self.flat = torch.zeros(n_all + n_s + len(params), dtype=p0.dtype, device=p0.device)
+        self.flat = params[0].new_zeros(n_all + n_s + len(params))
         self.asr_all = self.flat[:n_all]
         self.asr_shared = self.flat[:n_s]
         self.se_shared = self.flat[n_all : n_all + n_s]
@@ -147,11 +140,14 @@ class GradientBuffer:
         self._se_views = self._views(self.se_shared, self.shared)
         self._used_local = [False] * len(params)
         self._hooks = [
-            p.register_post_accumulate_grad_hook(self._marker(i)) for i, p in enumerate(params)
+            p.register_post_accumulate_grad_hook(self._marker(i))
+            for i, p in enumerate(params)
         ]
 
     @staticmethod
-    def _views(flat: torch.Tensor, params: Sequence[torch.Tensor]) -> List[torch.Tensor]:
+    def _views(
+        flat: torch.Tensor, params: Sequence[torch.Tensor]
+    ) -> List[torch.Tensor]:
         views, offset = [], 0
         for p in params:
             views.append(flat[offset : offset + p.numel()].view_as(p))
@@ -181,29 +177,48 @@ class GradientBuffer:
                 self._used_local[i] = True
 
     def record_uses(self) -> None:
-        """Write the host-side use flags of this rank into ``uses`` (before the reduce)."""
-        self.uses.copy_(torch.tensor(self._used_local, dtype=self.flat.dtype), non_blocking=True)
+        """Write this rank's use flags into ``uses`` (before the reduction)."""
+        flags = torch.tensor(self._used_local, dtype=self.flat.dtype)
+        self.uses.copy_(flags, non_blocking=True)
 
     def release_unused(self, used: Sequence[bool]) -> None:
-        """``.grad = None`` for parameters that no rank gave a gradient this step."""
+        """``.grad = None`` for the parameters that no rank gave a gradient."""
         for p, was_used in zip(self.params, used):
             if not was_used:
                 p.grad = None
 
     def close(self) -> None:
-        for h in self._hooks:
-            h.remove()
+        for hook in self._hooks:
+            hook.remove()
+
+
+@dataclasses.dataclass
+class StepState:
+    """What an epoch carries from the micro-batches to the optimizer step."""
+
+    buffer: GradientBuffer
+    rule: gradient_rules.GradientRule
+    microbatch_apply: bool  # gr_apply == "microbatch"
+    # gr_apply=microbatch: sum of the micro-batches' combined shared gradients.
+    microbatch_sum: Optional[torch.Tensor] = None
+    rule_stats: List[torch.Tensor] = dataclasses.field(default_factory=list)
+    start_time: float = dataclasses.field(default_factory=time.perf_counter)
+
+    def __post_init__(self):
+        if self.microbatch_apply:
+            self.microbatch_sum = torch.zeros_like(self.buffer.asr_shared)
 
 
 class GradientRemedyTrainer(Trainer):
-    """ESPnet ``Trainer`` applying a two-task gradient rule to the shared parameters.
+    """ESPnet ``Trainer`` applying a two-task gradient rule to shared parameters.
 
     Model contract: ``forward(**batch)`` returns a dict with ESPnet's
-    ``loss``/``stats``/``weight`` plus ``task_losses = {"asr": l_asr, "se": l_se}``,
-    two graph-attached losses (0-dim or ``[1]``; ``l_se`` depends only on the
-    shared parameters and may not require grad), and the model defines
-    ``shared_parameters() -> [(name, param)]`` unless ``--gr_shared_params`` lists
-    name prefixes. See docs/gradient_remedy_trainer.md for the options and stats.
+    ``loss``/``stats``/``weight`` plus ``task_losses = {"asr": l_asr, "se":
+    l_se}``, two graph-attached losses (0-dim or ``[1]``; ``l_se`` depends only
+    on the shared parameters, may not require grad, and may be None), and the
+    model defines ``shared_parameters() -> [(name, param)]`` unless
+    ``--gr_shared_params`` lists name prefixes. Options, semantics and stats:
+    docs/gradient_remedy_trainer.md.
     """
 
     @classmethod
@@ -221,36 +236,37 @@ class GradientRemedyTrainer(Trainer):
             type=str,
             default="gr",
             choices=sorted(gradient_rules.RULES),
-            help="How the SE-loss and ASR-loss gradients on the shared (SE front-end) "
-            "parameters are combined: sum = plain multi-task learning, gr = Gradient "
-            "Remedy (Hu et al. 2023), gr_project_only / gr_rescale_only = its two "
-            "steps alone, pcgrad / pcgrad_sym = PCGrad-style projection.",
+            help="How the SE-loss and ASR-loss gradients on the shared (SE "
+            "front-end) parameters are combined: sum = plain multi-task learning, "
+            "gr = Gradient Remedy (Hu et al. 2023), gr_project_only / "
+            "gr_rescale_only = its two steps alone, pcgrad / pcgrad_sym = "
+            "PCGrad-style projection.",
         )
         group.add_argument(
             "--gr_K",
             type=float,
             default=5.0,
-            help="Gradient Remedy rescale threshold: rescale when |G_SE'|/|G_ASR| > K "
-            "(the released code's K=5).",
+            help="Gradient Remedy's rescale threshold: rescale when "
+            "|G_SE'|/|G_ASR| > K (the released code's K=5).",
         )
         group.add_argument(
             "--gr_granularity",
             type=str,
             default="tensor",
             choices=list(GRANULARITIES),
-            help="tensor: apply the rule to each shared parameter tensor on its own "
-            "(the released code); vector: to the whole shared-parameter vector "
-            "(the paper's notation).",
+            help="tensor: apply the rule to each shared parameter tensor on its "
+            "own (the released code); vector: to the whole shared-parameter "
+            "vector (the paper's notation).",
         )
         group.add_argument(
             "--gr_apply",
             type=str,
             default="step",
             choices=list(APPLY_MODES),
-            help="step: once per optimizer step on the per-task gradients accumulated "
-            "over micro-batches and all-reduced over ranks (invariant to accum_grad "
-            "and world size); microbatch: on each rank's micro-batch before "
-            "accumulation (the released code's behaviour).",
+            help="step: once per optimizer step, on the per-task gradients "
+            "accumulated over micro-batches and all-reduced over ranks (invariant "
+            "to accum_grad and world size); microbatch: on each rank's "
+            "micro-batch before accumulation (the released code's behaviour).",
         )
         group.add_argument(
             "--gr_shared_params",
@@ -261,7 +277,7 @@ class GradientRemedyTrainer(Trainer):
             "Default: the model's shared_parameters() (its SE front-end).",
         )
 
-    # ------------------------------------------------------------------ the epoch
+    # ---------------------------------------------------------------- the epoch
 
     @classmethod
     @typechecked
@@ -277,7 +293,7 @@ class GradientRemedyTrainer(Trainer):
         options: GradientRemedyTrainerOptions,
         distributed_option: DistributedOption,
     ) -> bool:
-        """Train one epoch; returns True when every step had a non-finite gradient."""
+        """Train one epoch; True when every step had a non-finite gradient."""
         distributed = distributed_option.distributed
         cls._check_supported(model, options, distributed)
         device = "cuda" if options.ngpu > 0 else "cpu"
@@ -289,27 +305,25 @@ class GradientRemedyTrainer(Trainer):
             except TypeError:
                 log_interval = 100
 
-        core = cls._unwrap(model)
-        rule = cls._build_rule(options)
-        buffer = cls._build_buffer(core, options)
+        state = StepState(
+            buffer=cls._build_buffer(cls._unwrap(model), options),
+            rule=cls._build_rule(options),
+            microbatch_apply=options.gr_apply == "microbatch",
+        )
+        state.buffer.install()
         model.train()
         all_steps_are_invalid = True
-        rule_stats: List[torch.Tensor] = []
-        microbatch_sum = (
-            torch.zeros_like(buffer.asr_shared) if options.gr_apply == "microbatch" else None
-        )
-        # [DDP] ranks may hold different numbers of batches: a finished rank says so
-        # before every batch and all ranks stop together (stock ESPnet's protocol).
+        pending = 0  # micro-batches accumulated since the last optimizer step
+        # [DDP] ranks may hold different numbers of batches: a finished rank says
+        # so before every batch and all ranks stop together (stock protocol).
         iterator_stop = torch.tensor(0, device=device)
-        start_time = time.perf_counter()
         try:
-            buffer.install()
             for iiter, (utt_id, batch) in enumerate(
                 reporter.measure_iter_time(iterator, "iter_time"), 1
             ):
                 assert isinstance(batch, dict), type(batch)
                 if distributed:
-                    torch.distributed.all_reduce(iterator_stop, torch.distributed.ReduceOp.SUM)
+                    torch.distributed.all_reduce(iterator_stop, SUM)
                     if iterator_stop > 0:
                         break
                 batch["utt_id"] = utt_id
@@ -318,38 +332,23 @@ class GradientRemedyTrainer(Trainer):
                     all_steps_are_invalid = False
                     continue
 
-                with cls._no_sync(model):
-                    with reporter.measure_time("forward_time"):
-                        losses, stats, weight = cls._forward(
-                            model, batch, scaler, options, distributed
-                        )
-                    reporter.register(stats, weight)
-                    with reporter.measure_time("backward_time"):
-                        cls._task_gradients(losses, buffer, scaler)
-                if microbatch_sum is not None:
-                    rule_stats.append(cls._apply_rule(rule, buffer, microbatch_sum))
-
+                cls._micro_batch(
+                    model, batch, state, scaler, reporter, options, distributed
+                )
+                pending += 1
                 if iiter % accum_grad == 0:
-                    if microbatch_sum is not None:
-                        buffer.asr_shared.copy_(microbatch_sum)
-                        microbatch_sum.zero_()
-                    buffer.record_uses()
-                    cls._reduce(buffer, distributed)
-                    if microbatch_sum is None:
-                        rule_stats.append(cls._apply_rule(rule, buffer))
-                    step_stats = cls._host_step_stats(rule_stats, buffer)
-                    rule_stats = []
-                    grad_norm = cls._clip_and_step(
-                        model, optimizers, schedulers, scaler, reporter, options
+                    stepped = cls._optimizer_step(
+                        model,
+                        state,
+                        optimizers,
+                        schedulers,
+                        scaler,
+                        reporter,
+                        options,
+                        distributed,
                     )
-                    if distributed:
-                        cls._broadcast_buffers(core)
-                    all_steps_are_invalid &= not torch.isfinite(grad_norm)
-                    cls._report_step(
-                        reporter, step_stats, grad_norm, scaler, optimizers, options, start_time
-                    )
-                    start_time = time.perf_counter()
-                    buffer.install()
+                    all_steps_are_invalid &= not stepped
+                    pending = 0
 
                 reporter.next()
                 if iiter % log_interval == 0:
@@ -361,23 +360,101 @@ class GradientRemedyTrainer(Trainer):
             else:
                 if distributed:
                     iterator_stop.fill_(1)
-                    torch.distributed.all_reduce(iterator_stop, torch.distributed.ReduceOp.SUM)
+                    torch.distributed.all_reduce(iterator_stop, SUM)
         finally:
-            buffer.close()
+            state.buffer.close()
             for optimizer in optimizers:
                 optimizer.zero_grad()
+        if pending:
+            logging.warning(
+                f"The last {pending} micro-batch(es) of the epoch were fewer than "
+                f"accum_grad={accum_grad}: their gradients were dropped (stock "
+                "ESPnet would add them to the next epoch's first step)"
+            )
         return all_steps_are_invalid
 
-    # ------------------------------------------------------------ set-up helpers
+    @classmethod
+    def _micro_batch(
+        cls,
+        model: torch.nn.Module,
+        batch: Dict[str, torch.Tensor],
+        state: StepState,
+        scaler: Optional[torch.amp.GradScaler],
+        reporter: SubReporter,
+        options: GradientRemedyTrainerOptions,
+        distributed: bool,
+    ) -> None:
+        """Forward and per-task gradients of one micro-batch, into the buffer."""
+        with cls._no_sync(model):
+            with reporter.measure_time("forward_time"):
+                losses, stats, weight = cls._forward(
+                    model, batch, scaler, options, distributed
+                )
+            reporter.register(stats, weight)
+            with reporter.measure_time("backward_time"):
+                cls._task_gradients(losses, state.buffer, scaler)
+        if state.microbatch_apply:
+            stats = cls._apply_rule(state.rule, state.buffer, state.microbatch_sum)
+            state.rule_stats.append(stats)
+
+    @classmethod
+    def _optimizer_step(
+        cls,
+        model: torch.nn.Module,
+        state: StepState,
+        optimizers: Sequence[torch.optim.Optimizer],
+        schedulers: Sequence[Optional[AbsScheduler]],
+        scaler: Optional[torch.amp.GradScaler],
+        reporter: SubReporter,
+        options: GradientRemedyTrainerOptions,
+        distributed: bool,
+    ) -> bool:
+        """Reduce, apply the rule, clip and step, sync buffers, report.
+
+        Returns whether the optimizers stepped (False: non-finite gradient).
+        """
+        buffer = state.buffer
+        if state.microbatch_apply:
+            buffer.asr_shared.copy_(state.microbatch_sum)
+            state.microbatch_sum.zero_()
+        buffer.record_uses()
+        cls._reduce(buffer, distributed)
+        if not state.microbatch_apply:
+            state.rule_stats.append(cls._apply_rule(state.rule, buffer))
+        rule_stats = cls._host_step_stats(state.rule_stats, buffer)
+        state.rule_stats = []
+        grad_norm = cls._clip_and_step(
+            model, optimizers, schedulers, scaler, reporter, options
+        )
+        if distributed:
+            cls._broadcast_buffers(cls._unwrap(model))
+        cls._report_step(
+            reporter,
+            rule_stats,
+            grad_norm,
+            scaler,
+            optimizers,
+            options,
+            state.start_time,
+        )
+        state.start_time = time.perf_counter()
+        buffer.install()
+        return bool(torch.isfinite(grad_norm))
+
+    # ----------------------------------------------------------- set-up helpers
 
     @classmethod
     def _check_supported(
-        cls, model: torch.nn.Module, options: GradientRemedyTrainerOptions, distributed: bool
+        cls,
+        model: torch.nn.Module,
+        options: GradientRemedyTrainerOptions,
+        distributed: bool,
     ) -> None:
         if options.ngpu > 1 and not distributed:
             raise RuntimeError(
                 "GradientRemedyTrainer supports one process per device (DDP): use "
-                "--multiprocessing_distributed true with --ngpu > 1, not DataParallel"
+                "--multiprocessing_distributed true with --ngpu > 1, not "
+                "DataParallel"
             )
         if options.sharded_ddp:
             raise RuntimeError("GradientRemedyTrainer does not support --sharded_ddp")
@@ -386,28 +463,30 @@ class GradientRemedyTrainer(Trainer):
         if options.gr_apply not in APPLY_MODES:
             raise ValueError(f"gr_apply must be one of {APPLY_MODES}")
         if options.create_graph_in_tensorboard:
-            logging.warning("GradientRemedyTrainer ignores --create_graph_in_tensorboard")
+            logging.warning(
+                "GradientRemedyTrainer ignores --create_graph_in_tensorboard"
+            )
         if distributed and not isinstance(model, DistributedDataParallel):
             raise RuntimeError(
-                "distributed training expects the model wrapped in DistributedDataParallel"
+                "distributed training expects the model wrapped in "
+                "DistributedDataParallel"
             )
 
     @classmethod
-    def _build_rule(cls, options: GradientRemedyTrainerOptions):
-        return gradient_rules.get_rule(options.grad_rule, **cls._rule_conf(options))
-
-    @staticmethod
-    def _rule_conf(options: GradientRemedyTrainerOptions) -> Dict[str, float]:
-        """``--gr_K`` for the rules that take a threshold K (those with a rescale step)."""
+    def _build_rule(
+        cls, options: GradientRemedyTrainerOptions
+    ) -> gradient_rules.GradientRule:
+        """The configured rule; ``--gr_K`` goes to the rules that take a K."""
         rule_cls = gradient_rules.RULES[options.grad_rule]
         takes_k = "K" in inspect.signature(rule_cls.__init__).parameters
-        return {"K": options.gr_K} if takes_k else {}
+        conf = {"K": options.gr_K} if takes_k else {}
+        return gradient_rules.get_rule(options.grad_rule, **conf)
 
     @classmethod
     def shared_parameters(
         cls, core: torch.nn.Module, prefixes: Optional[Sequence[str]]
     ) -> List[Tuple[str, torch.nn.Parameter]]:
-        """The trainable shared parameters: by name prefix, else the model's own list."""
+        """The trainable shared parameters: by name prefix, else the model's list."""
         if prefixes:
             named = [
                 (n, p)
@@ -420,8 +499,8 @@ class GradientRemedyTrainer(Trainer):
             source = f"{type(core).__name__}.shared_parameters()"
         else:
             raise RuntimeError(
-                f"{type(core).__name__} has no shared_parameters() method; give the "
-                "shared parameters' name prefixes with --gr_shared_params"
+                f"{type(core).__name__} has no shared_parameters() method; give "
+                "the shared parameters' name prefixes with --gr_shared_params"
             )
         named = [(n, p) for n, p in named if p.requires_grad]
         if not named:
@@ -434,7 +513,9 @@ class GradientRemedyTrainer(Trainer):
     ) -> GradientBuffer:
         shared = [p for _, p in cls.shared_parameters(core, options.gr_shared_params)]
         shared_ids = {id(p) for p in shared}
-        rest = [p for p in core.parameters() if p.requires_grad and id(p) not in shared_ids]
+        rest = [
+            p for p in core.parameters() if p.requires_grad and id(p) not in shared_ids
+        ]
         if options.gr_granularity == "tensor":
             block_sizes = [p.numel() for p in shared]
         else:
@@ -443,12 +524,18 @@ class GradientRemedyTrainer(Trainer):
 
     @staticmethod
     def _no_sync(model: torch.nn.Module):
-        """DDP's reducer must stay out of the step: the trainer reduces per task itself."""
+        """Keep DDP's reducer out of the step: the trainer reduces per task itself."""
         if isinstance(model, DistributedDataParallel):
             return model.no_sync()
         return nullcontext()
 
-    # ------------------------------------------------------------ the named steps
+    @staticmethod
+    def _unwrap(model: torch.nn.Module) -> torch.nn.Module:
+        if isinstance(model, DistributedDataParallel):
+            return model.module
+        return model
+
+    # ---------------------------------------------------------- the named steps
 
     @classmethod
     def _forward(
@@ -459,60 +546,67 @@ class GradientRemedyTrainer(Trainer):
         options: GradientRemedyTrainerOptions,
         distributed: bool,
     ) -> Tuple[TaskLosses, Dict[str, torch.Tensor], torch.Tensor]:
-        """Forward one micro-batch; return the scaled task losses, stats and weight.
+        """Forward one micro-batch; return the scaled task losses, stats, weight.
 
-        Stats that are None are dropped as in stock ESPnet, except under DDP where
-        they become NaN: every rank must all-gather the same keys, or
+        Stats that are None are dropped as in stock ESPnet, except under DDP
+        where they become NaN: every rank must all-gather the same keys, or
         ``recursive_average`` deadlocks (NaN is left out of the mean).
         """
-        with torch.autocast("cuda", enabled=scaler is not None, **autocast_args):
+        # Stock ESPnet: CUDA autocast iff use_amp (bf16 where supported); it does
+        # nothing to CPU ops, so on CPU it is left off (no warning).
+        use_autocast = scaler is not None and options.ngpu > 0
+        with torch.autocast("cuda", enabled=use_autocast, **autocast_args):
             retval = model(**batch)
-            if not isinstance(retval, dict) or not isinstance(retval.get("task_losses"), dict):
-                raise RuntimeError(
-                    f"GradientRemedyTrainer needs the model's forward to return a dict with "
-                    f"'task_losses': {{'asr': loss, 'se': loss}}; "
-                    f"{type(cls._unwrap(model)).__name__} returned {type(retval).__name__}"
-                    + (f" with keys {sorted(retval)}" if isinstance(retval, dict) else "")
-                )
-            if retval.get("optim_idx") is not None:
-                raise RuntimeError("GradientRemedyTrainer does not support optim_idx")
-            task_losses, stats, weight = retval["task_losses"], retval["stats"], retval["weight"]
-            missing = {"asr", "se"} - set(task_losses)
-            if missing:
-                raise RuntimeError(f"model's task_losses lacks {sorted(missing)}")
-            loss = retval["loss"]
+            cls._check_return(model, retval)
+            stats, weight = retval["stats"], retval["weight"]
             if distributed:
-                stats = {
-                    k: (torch.full(weight.shape, math.nan, device=loss.device) if v is None else v)
-                    for k, v in stats.items()
-                }
+                nan = torch.full(weight.shape, math.nan, device=retval["loss"].device)
+                stats = {k: (nan if v is None else v) for k, v in stats.items()}
             else:
                 stats = {k: v for k, v in stats.items() if v is not None}
-            scale = 1.0 / options.accum_grad
+            l_asr, l_se = retval["task_losses"]["asr"], retval["task_losses"]["se"]
             if distributed:
                 local_weight = weight
                 stats, weight = recursive_average(stats, weight, distributed)
-                losses = TaskLosses(
-                    asr=cls._batch_weighted(task_losses["asr"], local_weight, weight) * scale,
-                    se=cls._batch_weighted(task_losses["se"], local_weight, weight),
-                )
-            else:
-                losses = TaskLosses(
-                    asr=task_losses["asr"].reshape(()) * scale,
-                    se=None if task_losses["se"] is None else task_losses["se"].reshape(()),
-                )
-            if losses.se is not None:
-                losses.se = losses.se * scale if losses.se.requires_grad else None
+                l_asr = cls._batch_weighted(l_asr, local_weight, weight)
+                if l_se is not None:
+                    l_se = cls._batch_weighted(l_se, local_weight, weight)
+            scale = 1.0 / options.accum_grad
+            losses = TaskLosses(
+                asr=l_asr.reshape(()) * scale,
+                se=l_se.reshape(()) * scale
+                if l_se is not None and l_se.requires_grad
+                else None,
+            )
         return losses, stats, weight
 
     @staticmethod
+    def _check_return(model: torch.nn.Module, retval) -> None:
+        """The model must return ESPnet's dict plus ``task_losses``."""
+        task_losses = retval.get("task_losses") if isinstance(retval, dict) else None
+        if not isinstance(task_losses, dict) or not {"asr", "se"} <= set(task_losses):
+            name = type(GradientRemedyTrainer._unwrap(model)).__name__
+            got = (
+                f"a dict with keys {sorted(retval)}"
+                + (f", task_losses keys {sorted(task_losses)}" if task_losses else "")
+                if isinstance(retval, dict)
+                else type(retval).__name__
+            )
+            raise RuntimeError(
+                "GradientRemedyTrainer needs the model's forward to return a dict "
+                "with 'task_losses': {'asr': loss, 'se': loss} besides 'loss', "
+                f"'stats' and 'weight'; {name} returned {got}"
+            )
+        if retval.get("optim_idx") is not None:
+            raise RuntimeError("GradientRemedyTrainer does not support optim_idx")
+
+    @staticmethod
     def _batch_weighted(
-        task_loss: Optional[torch.Tensor], local_weight: torch.Tensor, global_weight: torch.Tensor
-    ) -> Optional[torch.Tensor]:
+        task_loss: torch.Tensor, local_weight: torch.Tensor, global_weight: torch.Tensor
+    ) -> torch.Tensor:
         """``task_loss * w_local / W_global``: this rank's share of the global mean."""
-        if task_loss is None:
-            return None
-        task_loss = task_loss.reshape(local_weight.shape) if task_loss.numel() == 1 else task_loss
+        if task_loss.numel() == 1:
+            task_loss = task_loss.reshape(local_weight.shape)
         return (task_loss * local_weight.to(task_loss.dtype)).sum() / global_weight
 
     @classmethod
@@ -522,13 +616,14 @@ class GradientRemedyTrainer(Trainer):
         buffer: GradientBuffer,
         scaler: Optional[torch.amp.GradScaler],
     ) -> None:
-        """G_SE: autograd.grad on the shared parameters; G_ASR: one backward for all.
+        """G_SE: autograd.grad on the shared parameters; G_ASR: one backward.
 
         The SE gradient comes first and keeps the graph, which the ASR backward
-        then frees. Under a GradScaler both losses are scaled by the same factor;
-        the rules are positively homogeneous, so combining in scaled space and
-        unscaling afterwards gives the unscaled result.
+        then frees. Under a GradScaler both losses are scaled by the same
+        factor; the rules are positively homogeneous, so combining in scaled
+        space and unscaling afterwards gives the unscaled result.
         """
+
         def scaled(loss: torch.Tensor) -> torch.Tensor:
             return loss if scaler is None else scaler.scale(loss)
 
@@ -542,21 +637,24 @@ class GradientRemedyTrainer(Trainer):
 
     @classmethod
     def _reduce(cls, buffer: GradientBuffer, distributed: bool) -> None:
-        """Sum the whole buffer (both tasks, all parameters, use counts) over ranks."""
+        """Sum the whole buffer (both tasks, all parameters, uses) over ranks."""
         if distributed:
-            torch.distributed.all_reduce(buffer.flat, torch.distributed.ReduceOp.SUM)
+            torch.distributed.all_reduce(buffer.flat, SUM)
 
     @classmethod
     def _apply_rule(
-        cls, rule, buffer: GradientBuffer, microbatch_sum: Optional[torch.Tensor] = None
+        cls,
+        rule: gradient_rules.GradientRule,
+        buffer: GradientBuffer,
+        microbatch_sum: Optional[torch.Tensor] = None,
     ) -> torch.Tensor:
         """Combine G_ASR and G_SE on the shared parameters; return the gr_* stats.
 
-        Step mode writes the result into ``.grad`` (the G_ASR segment). Microbatch
-        mode adds it to ``microbatch_sum`` and clears both task segments for the
-        next micro-batch. A non-finite task gradient stays non-finite through
-        every rule (combine_blocks falls back to the plain sum), so the stock
-        non-finite check in :meth:`_clip_and_step` skips the step.
+        Step mode writes the result into ``.grad`` (the G_ASR segment).
+        Microbatch mode adds it to ``microbatch_sum`` and clears both task
+        segments for the next micro-batch. A non-finite task gradient stays
+        non-finite through every rule (combine_blocks then falls back to the
+        plain sum), so :meth:`_clip_and_step` skips the step as stock ESPnet.
         """
         combined, gram, weights = gradient_rules.combine_blocks(
             rule, buffer.asr_shared, buffer.se_shared, buffer.block_sizes
@@ -570,8 +668,10 @@ class GradientRemedyTrainer(Trainer):
         return cls.rule_stats(gram, weights)
 
     @staticmethod
-    def rule_stats(gram, weights) -> torch.Tensor:
-        """The gr_* stats of one rule application, a [6] tensor in GR_STAT_NAMES order.
+    def rule_stats(
+        gram: gradient_rules.BlockGram, weights: gradient_rules.RuleWeights
+    ) -> torch.Tensor:
+        """The gr_* stats of one rule application: ``[6]`` in GR_STAT_NAMES order.
 
         gr_cos and gr_norm_ratio are whole-vector quantities (sums of the block
         Gram entries), the rates are fractions of blocks, gr_theta is the mean
@@ -579,7 +679,7 @@ class GradientRemedyTrainer(Trainer):
         GR's projection lands at; NaN when no block was projected).
         """
         aa, ss, asr_se = gram.aa.sum(), gram.ss.sum(), gram.as_.sum()
-        projected = weights.projected.to(gram.aa.dtype)
+        projected = weights.projected.to(aa.dtype)
         theta = torch.rad2deg(torch.atan2(gram.ss.sqrt(), gram.aa.sqrt()))
         return torch.stack(
             [
@@ -596,14 +696,15 @@ class GradientRemedyTrainer(Trainer):
     def _host_step_stats(
         cls, rule_stats: List[torch.Tensor], buffer: GradientBuffer
     ) -> Dict[str, float]:
-        """The one host sync per step: gr_* stats (mean over rule applications) and uses.
+        """The one host sync per step: gr_* stats (mean over applications), uses.
 
         Parameters that received no gradient on any rank get ``.grad = None``.
         """
-        stats = torch.stack(rule_stats).nanmean(dim=0)
-        host = torch.cat([stats.to(buffer.flat.dtype), buffer.uses]).cpu().tolist()
-        buffer.release_unused([u > 0 for u in host[len(GR_STAT_NAMES) :]])
-        return dict(zip(GR_STAT_NAMES, host[: len(GR_STAT_NAMES)]))
+        stats = torch.stack(rule_stats).nanmean(dim=0).to(buffer.flat.dtype)
+        host = torch.cat([stats, buffer.uses]).cpu().tolist()
+        n_stats = len(GR_STAT_NAMES)
+        buffer.release_unused([u > 0 for u in host[n_stats:]])
+        return dict(zip(GR_STAT_NAMES, host[:n_stats]))
 
     @classmethod
     def _clip_and_step(
@@ -617,21 +718,29 @@ class GradientRemedyTrainer(Trainer):
     ) -> torch.Tensor:
         """Stock ESPnet's update: unscale, noise, clip, skip if non-finite, step.
 
-        Returns the gradient norm before clipping (non-finite: the step was skipped,
-        but the scaler still steps and updates, as stock ESPnet does).
+        Returns the gradient norm before clipping (non-finite: the step was
+        skipped, but the scaler still steps and updates, as in stock ESPnet).
         """
         if scaler is not None:
             for optimizer in optimizers:
                 scaler.unscale_(optimizer)
         if options.grad_noise:
             add_gradient_noise(
-                model, reporter.get_total_count(), duration=100, eta=1.0, scale_factor=0.55
+                model,
+                reporter.get_total_count(),
+                duration=100,
+                eta=1.0,
+                scale_factor=0.55,
             )
         grad_norm = torch.nn.utils.clip_grad_norm_(
-            model.parameters(), max_norm=options.grad_clip, norm_type=options.grad_clip_type
+            model.parameters(),
+            max_norm=options.grad_clip,
+            norm_type=options.grad_clip_type,
         )
         if not torch.isfinite(grad_norm):
-            logging.warning(f"The grad norm is {grad_norm}. Skipping updating the model.")
+            logging.warning(
+                f"The grad norm is {grad_norm}. Skipping updating the model."
+            )
             if scaler is not None:
                 for optimizer in optimizers:
                     scaler.step(optimizer)  # skips optimizer.step on inf/nan
@@ -652,12 +761,14 @@ class GradientRemedyTrainer(Trainer):
 
     @staticmethod
     def _broadcast_buffers(core: torch.nn.Module) -> None:
-        """Rank 0's module buffers (e.g. BatchNorm running stats) win, as in stock DDP.
+        """Rank 0's module buffers (BatchNorm running stats) win, as in stock DDP.
 
         ``no_sync`` also stops DDP's own buffer broadcast, so without this the
         running statistics would drift apart per rank.
         """
-        works = [torch.distributed.broadcast(b, 0, async_op=True) for b in core.buffers()]
+        works = [
+            torch.distributed.broadcast(b, 0, async_op=True) for b in core.buffers()
+        ]
         for work in works:
             work.wait()
 
@@ -672,7 +783,7 @@ class GradientRemedyTrainer(Trainer):
         options: GradientRemedyTrainerOptions,
         start_time: float,
     ) -> None:
-        """Register the step's stats under stock ESPnet's names plus the gr_* ones."""
+        """Register the step's stats: stock ESPnet's names plus the gr_* ones."""
         if torch.isfinite(grad_norm):
             reporter.register(
                 {
@@ -681,21 +792,13 @@ class GradientRemedyTrainer(Trainer):
                     "loss_scale": scaler.get_scale() if scaler is not None else 1.0,
                 }
             )
-        # NaN (e.g. gr_theta when no block was projected, gr_cos when G_SE = 0) is
-        # left out, as the reporter's mean would ignore it anyway.
+        # NaN (gr_theta when no block was projected, gr_cos when G_SE = 0, ...) is
+        # left out, as the reporter's mean would leave it out anyway.
         reporter.register({k: v for k, v in rule_stats.items() if math.isfinite(v)})
-        reporter.register(
-            dict(
-                {
-                    f"optim{i}_lr{j}": group["lr"]
-                    for i, optimizer in enumerate(optimizers)
-                    for j, group in enumerate(optimizer.param_groups)
-                    if "lr" in group
-                },
-                train_time=time.perf_counter() - start_time,
-            )
-        )
-
-    @staticmethod
-    def _unwrap(model: torch.nn.Module) -> torch.nn.Module:
-        return model.module if isinstance(model, DistributedDataParallel) else model
+        lrs = {
+            f"optim{i}_lr{j}": group["lr"]
+            for i, optimizer in enumerate(optimizers)
+            for j, group in enumerate(optimizer.param_groups)
+            if "lr" in group
+        }
+        reporter.register(dict(lrs, train_time=time.perf_counter() - start_time))

@@ -57,7 +57,8 @@ class ToyTwoTaskModel(torch.nn.Module):
         self.se_scale = se_scale
 
     def shared_parameters(self):
-        return [(n, p) for n, p in self.named_parameters() if n.startswith("enh_model.")]
+        named = self.named_parameters()
+        return [(n, p) for n, p in named if n.startswith("enh_model.")]
 
     def forward(self, speech, speech_ref1, target, utt_id=None):
         enhanced = self.enh_model(speech)
@@ -73,7 +74,9 @@ class ToyTwoTaskModel(torch.nn.Module):
             loss_asr=loss_asr.detach(),
             loss_enh=loss_se.detach() if bool(has_ref.any()) else None,
         )
-        loss, stats, weight = force_gatherable((loss, stats, speech.shape[0]), loss.device)
+        loss, stats, weight = force_gatherable(
+            (loss, stats, speech.shape[0]), loss.device
+        )
         return {
             "loss": loss,
             "stats": stats,
@@ -140,8 +143,9 @@ def train(
     trainer=GradientRemedyTrainer,
     optimizer: Optional[torch.optim.Optimizer] = None,
     distributed: bool = False,
+    scaler: Optional[torch.amp.GradScaler] = None,
 ):
-    """Drive ``trainer.train_one_epoch`` as ESPnet's ``run()`` does; return the reporter."""
+    """Drive ``trainer.train_one_epoch`` as ESPnet's ``run()`` does."""
     optimizer = optimizer or torch.optim.SGD(model.parameters(), lr=0.1)
     reporter = Reporter()
     reporter.set_epoch(1)
@@ -151,7 +155,7 @@ def train(
             iterator=data_batches,
             optimizers=[optimizer],
             schedulers=[None],
-            scaler=None,
+            scaler=scaler,
             reporter=sub,
             summary_writer=None,
             options=options,
@@ -221,7 +225,8 @@ def test_microbatch_application_differs_for_gr_and_agrees_for_sum():
     for rule in ("sum", "gr"):
         for apply in ("step", "microbatch"):
             model = ToyTwoTaskModel()
-            train(model, data, make_options(accum_grad=4, grad_rule=rule, gr_apply=apply))
+            options = make_options(accum_grad=4, grad_rule=rule, gr_apply=apply)
+            train(model, data, options)
             results[rule, apply] = flat_params(model)
     assert_close_rel(results["sum", "microbatch"], results["sum", "step"], 1e-6)
     diff = (results["gr", "microbatch"] - results["gr", "step"]).norm()
@@ -229,7 +234,7 @@ def test_microbatch_application_differs_for_gr_and_agrees_for_sum():
 
 
 def test_gr_changes_the_update_only_on_shared_parameters():
-    """GR vs sum: the ASR-only parameters get G_ASR either way (first step, same start)."""
+    """GR vs sum: the ASR-only parameters get G_ASR either way (same first step)."""
     data = batches(make_data(8), 8)
     by_rule = {}
     for rule in ("sum", "gr"):
@@ -258,13 +263,39 @@ def test_non_finite_se_gradient_skips_the_step_like_stock():
 
     model = NanSE()
     before = flat_params(model)
-    reporter, invalid = train(model, batches(make_data(8), 4), make_options(accum_grad=2))
+    data = batches(make_data(8), 4)
+    reporter, invalid = train(model, data, make_options(accum_grad=2))
     assert invalid is True
     torch.testing.assert_close(flat_params(model), before, rtol=0, atol=0)
     assert not reporter.has("train", "grad_norm") or math.isnan(
         reporter.get_value("train", "grad_norm")
     )
     assert not any(p.grad is not None for p in model.parameters())
+
+
+def test_grad_scaler_gives_the_unscaled_update_and_backs_off_on_overflow():
+    """AMP: both task losses are scaled, the rule combines scaled gradients (it is
+    positively homogeneous), then unscale_/clip/step run as in stock ESPnet, so the
+    update equals the unscaled run; a NaN step is skipped and the scale halves."""
+    data = batches(make_data(24), 2)
+    plain, scaled = ToyTwoTaskModel(se_scale=20.0), ToyTwoTaskModel(se_scale=20.0)
+    options = make_options(accum_grad=4, grad_rule="gr", gr_K=2.0)
+    train(plain, data, options)
+    scaler = torch.amp.GradScaler("cpu", init_scale=2.0**12)
+    reporter, _ = train(scaled, data, options, scaler=scaler)
+    assert_close_rel(flat_params(scaled), flat_params(plain), 1e-5)
+    assert reporter.get_value("train", "loss_scale") == 2.0**12
+
+    class NanSE(ToyTwoTaskModel):
+        def forward(self, *args, **kwargs):
+            out = super().forward(*args, **kwargs)
+            out["task_losses"]["se"] = out["task_losses"]["se"] * math.nan
+            return out
+
+    scaler = torch.amp.GradScaler("cpu", init_scale=2.0**12)
+    _, invalid = train(NanSE(), batches(make_data(8), 8), make_options(), scaler=scaler)
+    assert invalid is True
+    assert scaler.get_scale() == 2.0**11  # stock: scaler.update() after a skip
 
 
 def test_unused_parameters_keep_grad_none_so_adam_leaves_them_alone():
@@ -289,13 +320,16 @@ def test_gr_stats_are_reported_per_step_and_match_the_gradients():
     ref = ToyTwoTaskModel(se_scale=50.0)
     out = ref(**data[0][1], utt_id=data[0][0])
     shared = [p for _, p in ref.shared_parameters()]
-    g_asr = torch.cat([g.reshape(-1) for g in torch.autograd.grad(out["task_losses"]["asr"], shared, retain_graph=True)])
-    g_se = torch.cat([g.reshape(-1) for g in torch.autograd.grad(out["task_losses"]["se"], shared)])
+    losses = out["task_losses"]
+    g_asr = torch.autograd.grad(losses["asr"], shared, retain_graph=True)
+    g_se = torch.autograd.grad(losses["se"], shared)
+    g_asr, g_se = (torch.cat([g.reshape(-1) for g in gs]) for gs in (g_asr, g_se))
     reporter, _ = train(model, data, make_options(grad_rule="gr", gr_K=2.0))
     cos = float(g_asr @ g_se / (g_asr.norm() * g_se.norm()))
     assert math.isclose(reporter.get_value("train", "gr_cos"), cos, rel_tol=1e-5)
     ratio = float(g_se.norm() / g_asr.norm())
-    assert math.isclose(reporter.get_value("train", "gr_norm_ratio"), ratio, rel_tol=1e-5)
+    reported_ratio = reporter.get_value("train", "gr_norm_ratio")
+    assert math.isclose(reported_ratio, ratio, rel_tol=1e-5)
     sizes = [p.numel() for p in shared]
     dots = torch.stack([a @ s for a, s in zip(g_asr.split(sizes), g_se.split(sizes))])
     conflict = float((dots < 0).float().mean())
@@ -339,7 +373,10 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _ddp_worker(rank: int, world: int, port: int, jobs: List[Tuple[List[dict], dict]], out: str):
+Job = Tuple[List[dict], dict]  # (trainer option overrides, data config)
+
+
+def _ddp_worker(rank: int, world: int, port: int, jobs: List[Job], out: str):
     """One rank: for each job (trainer configs, data config) and each config, train a
     fresh model on this rank's share of each global batch and record its parameters
     and buffers after every step."""
@@ -362,8 +399,8 @@ def _ddp_worker(rank: int, world: int, port: int, jobs: List[Tuple[List[dict], d
                 @classmethod
                 def _report_step(cls, *args, **kwargs):
                     super()._report_step(*args, **kwargs)
-                    state = [flat_params(model)] + [b.reshape(-1).float() for b in model.buffers()]
-                    snapshots.append(torch.cat(state))
+                    buffers = [b.reshape(-1).float() for b in model.buffers()]
+                    snapshots.append(torch.cat([flat_params(model)] + buffers))
 
             ddp = torch.nn.parallel.DistributedDataParallel(model)
             train(ddp, data, make_options(**conf), trainer=Recording, distributed=True)
@@ -372,13 +409,16 @@ def _ddp_worker(rank: int, world: int, port: int, jobs: List[Tuple[List[dict], d
     dist.destroy_process_group()
 
 
-def run_ddp(out: str, jobs: List[Tuple[List[dict], dict]], world: int = 2):
+def run_ddp(out: str, jobs: List[Job], world: int = 2):
     """Train on ``world`` gloo ranks; returns ``[rank][job config][step] -> state``."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     ctx = mp.get_context("spawn")
-    procs = [ctx.Process(target=_ddp_worker, args=(r, world, port, jobs, out)) for r in range(world)]
+    procs = [
+        ctx.Process(target=_ddp_worker, args=(r, world, port, jobs, out))
+        for r in range(world)
+    ]
     for p in procs:
         p.start()
     for p in procs:
@@ -391,8 +431,12 @@ def run_ddp(out: str, jobs: List[Tuple[List[dict], dict]], world: int = 2):
     return [torch.load(f"{out}.{r}") for r in range(world)]
 
 
-INVARIANCE_JOB = ([dict(accum_grad=2, **c) for c in RULE_CONFIGS], dict(n_utt=24, batch_size=4))
-# Global batches of 4 split [rank::2]: rank 0 gets u000, u002 (REAL), rank 1 u001, u003 (SIMU).
+INVARIANCE_JOB = (
+    [dict(accum_grad=2, **c) for c in RULE_CONFIGS],
+    dict(n_utt=24, batch_size=4),
+)
+# Global batches of 4 split [rank::2]: rank 0 gets u000, u002 (REAL), rank 1
+# gets u001, u003 (SIMU).
 MIXED_JOB = (
     [dict(grad_rule="gr", gr_apply=a) for a in APPLY_MODES],
     dict(n_utt=8, batch_size=4, real_every=2, batchnorm=True),

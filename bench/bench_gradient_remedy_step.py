@@ -1,0 +1,252 @@
+#!/usr/bin/env python3
+"""Benchmark: the cost of a Gradient Remedy training step against its floor.
+
+For two joint SE + ASR models built by ``EnhS2TGRTask`` from the shipped configs,
+
+* small: STFT + TCN front-end, Conformer 144x4, 2-block decoder; batch 8 x 2 s,
+* paper-shaped: Conv-TasNet (conv 256/40/20, TCN 4x2 256/512), Conformer 256x12,
+  6-block decoder, BPE-1000-sized output; batch 4 x 3 s,
+
+it times three ways of producing the gradients of one micro-batch (no optimizer
+step in any of them):
+
+* MTL: forward, one backward of ``l_asr + l_se`` (plain multi-task learning);
+* floor: MTL plus one extra backward of ``l_se`` through the SE front-end only
+  (the least any method that needs G_SE and G_ASR apart can cost);
+* GR: :class:`GradientRemedyTrainer`'s own step methods (``_forward``,
+  ``_task_gradients``, ``_apply_rule`` with ``grad_rule gr``, per tensor), i.e.
+  one backward of ``l_asr`` for all parameters + ``autograd.grad`` of ``l_se``
+  on the SE parameters + the rule;
+
+and the time inside ``_apply_rule`` alone. Repetitions are interleaved (the
+variant order rotates each round) and medians are reported, after warm-up
+rounds. Peak memory is measured per variant in a fresh subprocess: on CPU the
+growth of the resident-set high-water mark (VmHWM, reset just before three
+steps) over the resident set before them; on CUDA the growth of
+``torch.cuda.max_memory_allocated`` over the allocated memory before them.
+
+Usage::
+
+    OMP_NUM_THREADS=1 tools/venv/bin/python bench/bench_gradient_remedy_step.py \
+        [--models small paper] [--rounds 7] [--warmup 2] [--device cpu]
+
+Targets (docs/gradient_remedy_trainer.md): GR <= 1.05 x floor, rule <= 1% of
+the GR step.
+"""
+
+import argparse
+import ctypes
+import gc
+import json
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Callable, Dict, List
+
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+TUNING = REPO / "egs2/TEMPLATE/asr_with_enhancement/conf/tuning"
+MODELS = {
+    "small": dict(
+        config="train_enh_asr_small_cpu.yaml", vocab=31, batch=8, seconds=2.0, tokens=30
+    ),
+    "paper": dict(
+        config="train_enh_asr_convtasnet_conformer.yaml",
+        vocab=1000,
+        batch=4,
+        seconds=3.0,
+        tokens=15,
+    ),
+}
+VARIANTS = ("mtl", "floor", "gr")
+FS = 16000
+
+
+def build(name: str, device: str):
+    """Model, synthetic SIMU batch, trainer options and rule for one model shape."""
+    from espnet2.tasks.enh_s2t_gr import EnhS2TGRTask
+    from espnet2.train.trainer_gradient_remedy import GradientRemedyTrainer
+
+    spec = MODELS[name]
+    config = str(TUNING / spec["config"])
+    args = EnhS2TGRTask.get_parser().parse_args(
+        ["--config", config, "--grad_rule", "gr", "--gr_granularity", "tensor"]
+    )
+    tokens = [f"t{i}" for i in range(spec["vocab"] - 3)]
+    args.token_list = ["<blank>", "<unk>"] + tokens + ["<sos/eos>"]
+    torch.manual_seed(0)
+    model = EnhS2TGRTask.build_model(args).to(device).train()
+    options = GradientRemedyTrainer.build_options(args)
+    options.accum_grad = 1
+    n, length, n_tok = spec["batch"], int(spec["seconds"] * FS), spec["tokens"]
+    g = torch.Generator().manual_seed(0)
+    clean = 0.1 * torch.randn(n, length, generator=g)
+    batch = {
+        "speech": (clean + 0.05 * torch.randn(n, length, generator=g)).to(device),
+        "speech_lengths": torch.full((n,), length, dtype=torch.long, device=device),
+        "speech_ref1": clean.to(device),
+        "text_spk1": torch.randint(2, spec["vocab"] - 1, (n, n_tok), generator=g),
+        "text_spk1_lengths": torch.full((n,), n_tok, dtype=torch.long, device=device),
+    }
+    batch = {k: v.to(device) for k, v in batch.items()}
+    batch["utt_id"] = [f"u{i}_SIMU" for i in range(n)]
+    return model, batch, options, GradientRemedyTrainer._build_rule(options)
+
+
+def step_functions(
+    model, batch, options, rule, sync: Callable[[], None]
+) -> Dict[str, Callable]:
+    """One callable per variant; each returns the seconds spent in the rule (or 0)."""
+    from espnet2.train.trainer_gradient_remedy import GradientRemedyTrainer as T
+
+    shared = [p for _, p in model.shared_parameters()]
+    buffer = T._build_buffer(model, options)
+
+    def mtl() -> float:
+        model.zero_grad(set_to_none=True)
+        out = model(**batch)
+        (out["task_losses"]["asr"] + out["task_losses"]["se"]).backward()
+        return 0.0
+
+    def floor() -> float:
+        model.zero_grad(set_to_none=True)
+        out = model(**batch)
+        losses = out["task_losses"]
+        torch.autograd.grad(losses["se"], shared, retain_graph=True)
+        (losses["asr"] + losses["se"]).backward()
+        return 0.0
+
+    def gr() -> float:
+        buffer.install()
+        losses, _, _ = T._forward(model, batch, None, options, distributed=False)
+        T._task_gradients(losses, buffer, None)
+        sync()
+        start = time.perf_counter()
+        T._apply_rule(rule, buffer)
+        sync()
+        return time.perf_counter() - start
+
+    return {"mtl": mtl, "floor": floor, "gr": gr}
+
+
+def time_model(name: str, device: str, rounds: int, warmup: int) -> Dict[str, float]:
+    model, batch, options, rule = build(name, device)
+    sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
+    fns = step_functions(model, batch, options, rule, sync)
+    times: Dict[str, List[float]] = {v: [] for v in VARIANTS}
+    rule_times: List[float] = []
+    for r in range(warmup + rounds):
+        order = VARIANTS[r % 3 :] + VARIANTS[: r % 3]
+        for variant in order:
+            sync()
+            start = time.perf_counter()
+            in_rule = fns[variant]()
+            sync()
+            elapsed = time.perf_counter() - start
+            if r >= warmup:
+                times[variant].append(elapsed)
+                if variant == "gr":
+                    rule_times.append(in_rule)
+    result = {v: statistics.median(t) for v, t in times.items()}
+    result["rule"] = statistics.median(rule_times)
+    result["params_se"] = sum(p.numel() for _, p in model.shared_parameters())
+    result["params_all"] = sum(p.numel() for p in model.parameters())
+    return result
+
+
+def _rss_kib(field: str) -> int:
+    with open("/proc/self/status") as f:
+        return int(next(line for line in f if line.startswith(field)).split()[1])
+
+
+def peak_memory_child(name: str, variant: str, device: str) -> None:
+    """Subprocess body: print the peak memory growth (MiB) over 3 steps of one variant.
+
+    The baseline is taken after the model and batch exist and before the variant's
+    own state (e.g. GR's gradient buffer) is allocated, so gradient storage counts.
+    CPU: the kernel's resident-set high-water mark is reset first (Linux
+    /proc/self/clear_refs "5"), then VmHWM - VmRSS(before). It includes allocator
+    slack (freed but not returned memory), so read differences, not absolutes.
+    """
+    model, batch, options, rule = build(name, device)
+    sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
+    gc.collect()
+    if device == "cuda":
+        sync()
+        base = torch.cuda.memory_allocated()
+        torch.cuda.reset_peak_memory_stats()
+    else:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        base = _rss_kib("VmRSS:") * 1024
+    fn = step_functions(model, batch, options, rule, sync)[variant]
+    for _ in range(3):
+        fn()
+    sync()
+    if device == "cuda":
+        peak = torch.cuda.max_memory_allocated()
+    else:
+        peak = _rss_kib("VmHWM:") * 1024
+    print(json.dumps({"peak_mib": (peak - base) / 2**20}))
+
+
+def peak_memory(name: str, variant: str, device: str) -> float:
+    out = subprocess.run(
+        [sys.executable, __file__, "--_memory_child", name, variant]
+        + ["--device", device],
+        capture_output=True, text=True, check=True,
+    )
+    return json.loads(out.stdout.strip().splitlines()[-1])["peak_mib"]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument(
+        "--models", nargs="+", choices=list(MODELS), default=list(MODELS)
+    )
+    parser.add_argument("--rounds", type=int, default=7, help="timed rounds per model")
+    parser.add_argument("--warmup", type=int, default=2, help="untimed rounds first")
+    default_device = "cuda" if torch.cuda.is_available() else "cpu"
+    parser.add_argument("--device", default=default_device)
+    parser.add_argument("--_memory_child", nargs=2, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args._memory_child:
+        peak_memory_child(*args._memory_child, device=args.device)
+        return
+
+    print(
+        f"device={args.device} torch={torch.__version__} "
+        f"threads={torch.get_num_threads()} rounds={args.rounds} "
+        f"(+{args.warmup} warm-up), medians; step = forward + gradients (+ rule), "
+        "no optimizer step"
+    )
+    rows = {}
+    for name in args.models:  # timing first: the model is freed before the children
+        rows[name] = time_model(name, args.device, args.rounds, args.warmup)
+    for name in args.models:
+        for variant in VARIANTS:
+            rows[name][f"mem_{variant}"] = peak_memory(name, variant, args.device)
+    mem_kind = "max_memory_allocated" if args.device == "cuda" else "VmHWM growth"
+    header = (
+        f"{'model':<7}{'SE/all params':>18}{'MTL s':>9}{'floor s':>9}{'GR s':>9}"
+        f"{'rule ms':>9}{'floor/MTL':>11}{'GR/floor':>10}{'rule/GR':>9}"
+        f"   peak MiB ({mem_kind}) MTL / floor / GR"
+    )
+    print(header)
+    for name, r in rows.items():
+        print(
+            f"{name:<7}{r['params_se'] / 1e6:>8.2f}M/{r['params_all'] / 1e6:>7.2f}M"
+            f"{r['mtl']:>9.3f}{r['floor']:>9.3f}{r['gr']:>9.3f}{r['rule'] * 1e3:>9.2f}"
+            f"{r['floor'] / r['mtl']:>11.2f}{r['gr'] / r['floor']:>10.3f}"
+            f"{r['rule'] / r['gr']:>9.2%}"
+            f"   {r['mem_mtl']:.0f} / {r['mem_floor']:.0f} / {r['mem_gr']:.0f}"
+        )
+    print("targets: GR/floor <= 1.05, rule/GR <= 1%")
+
+
+if __name__ == "__main__":
+    main()
