@@ -949,10 +949,12 @@ if ! "${skip_eval}"; then
         fi
         # shellcheck disable=SC2086
         ${python} pyscripts/enh_asr/write_results.py --dumpdir "${data_feats}" --test_sets ${test_sets} \
+            --inference_tag "${inference_tag}" --inference_model "${inference_model}" \
             --se_metrics ${_protocol} --output "${enh_asr_exp}/RESULTS.md" "${enh_asr_exp}"
         # Every system trained under the same expdir, side by side (e.g. MTL and Gradient Remedy)
         # shellcheck disable=SC2086
         ${python} pyscripts/enh_asr/write_results.py --dumpdir "${data_feats}" --test_sets ${test_sets} \
+            --inference_tag "${inference_tag}" --inference_model "${inference_model}" \
             --se_metrics ${_protocol} --output "${expdir}/RESULTS.md" "${expdir}"/enh_asr_*/
         cat "${expdir}/RESULTS.md"
     fi

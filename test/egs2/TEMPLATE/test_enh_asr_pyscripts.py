@@ -230,7 +230,9 @@ def test_results_md_has_one_row_per_system_with_numbers(tmp_path):
     (tmp_path / "exp" / "enh_asr_stats_raw").mkdir()  # ESPnet's stats dir is not a system
     out = tmp_path / "RESULTS.md"
     rc = write_results.main(["--dumpdir", str(tmp_path / "dump"), "--test_sets", "test", "--se_metrics", "STOI",
-                             "SI_SNR", "--output", str(out), str(sumx), str(grx), str(tmp_path / "exp/enh_asr_stats_raw")])
+                             "SI_SNR", "--inference_tag", "decode_asr_enh_asr_model_valid.acc.ave",
+                             "--inference_model", "valid.acc.ave.pth", "--output", str(out),
+                             str(sumx), str(grx), str(tmp_path / "exp/enh_asr_stats_raw")])
     assert rc == 0
     text = out.read_text()
     # The systems table: rule, parameters, last epoch, summed wall time (125 s) and the test set's WER, which is
@@ -254,6 +256,7 @@ def test_results_md_reports_a_broken_score_file(tmp_path, capsys):
     data = make_scored_set(tmp_path)
     exp = make_exp(tmp_path, "enh_asr_x", "gr", data, {})
     write(exp / "decode_asr_enh_asr_model_valid.acc.ave/test/score_wer/result.txt", "no table\n")
-    rc = write_results.main(["--dumpdir", str(tmp_path), "--test_sets", "test", "--output", str(tmp_path / "R.md"), str(exp)])
+    rc = write_results.main(["--dumpdir", str(tmp_path), "--test_sets", "test", "--inference_tag", "x",
+                             "--inference_model", "m.pth", "--output", str(tmp_path / "R.md"), str(exp)])
     assert rc == 1
     assert "score_wer/result.txt" in capsys.readouterr().err
