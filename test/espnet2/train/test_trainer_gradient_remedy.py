@@ -19,6 +19,7 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
+from espnet2.schedulers.warmup_lr import WarmupLR
 from espnet2.torch_utils.device_funcs import force_gatherable
 from espnet2.train.distributed_utils import DistributedOption
 from espnet2.train.reporter import Reporter
@@ -118,7 +119,8 @@ def batches(data, batch_size: int, rank: int = 0, world_size: int = 1) -> List[B
 
 
 def make_options(**overrides) -> GradientRemedyTrainerOptions:
-    """Stock trainer defaults (ESPnet's CLI defaults) plus the gr_* defaults."""
+    """Trainer options: the gr_* CLI defaults, clipping effectively off (so it does
+    not mask differences between updates), everything else inert."""
     values = dict(
         ngpu=0, resume=False, use_amp=False, train_dtype="float32", grad_noise=False,
         accum_grad=1, grad_clip=1e6, grad_clip_type=2.0, log_interval=None,
@@ -144,6 +146,7 @@ def train(
     optimizer: Optional[torch.optim.Optimizer] = None,
     distributed: bool = False,
     scaler: Optional[torch.amp.GradScaler] = None,
+    scheduler=None,
 ):
     """Drive ``trainer.train_one_epoch`` as ESPnet's ``run()`` does."""
     optimizer = optimizer or torch.optim.SGD(model.parameters(), lr=0.1)
@@ -154,7 +157,7 @@ def train(
             model=model,
             iterator=data_batches,
             optimizers=[optimizer],
-            schedulers=[None],
+            schedulers=[scheduler],
             scaler=scaler,
             reporter=sub,
             summary_writer=None,
@@ -296,6 +299,27 @@ def test_grad_scaler_gives_the_unscaled_update_and_backs_off_on_overflow():
     _, invalid = train(NanSE(), batches(make_data(8), 8), make_options(), scaler=scaler)
     assert invalid is True
     assert scaler.get_scale() == 2.0**11  # stock: scaler.update() after a skip
+
+
+def test_batch_step_scheduler_steps_once_per_optimizer_step():
+    """warmuplr (a batch-step scheduler) advances once per optimizer step, not per
+    micro-batch, and the reported optim0_lr0 is the rate the last step used."""
+    model = ToyTwoTaskModel()
+    opt = torch.optim.SGD(model.parameters(), lr=1.0)
+    scheduler = WarmupLR(opt, warmup_steps=10)
+    data = batches(make_data(24), 2)
+    reporter, _ = train(
+        model, data, make_options(accum_grad=4), optimizer=opt, scheduler=scheduler
+    )
+    assert scheduler.last_epoch == 3  # 12 micro-batches, accum_grad 4
+
+    def warmup_lr(step_num: int) -> float:  # WarmupLR's formula, base lr 1.0
+        return 10**0.5 * min(step_num**-0.5, step_num * 10**-1.5)
+
+    # As in stock ESPnet the rate is registered after the scheduler stepped, i.e.
+    # steps 1..3 report the rates of step numbers 2..4.
+    expected = sum(warmup_lr(n) for n in (2, 3, 4)) / 3
+    assert math.isclose(reporter.get_value("train", "optim0_lr0"), expected)
 
 
 def test_unused_parameters_keep_grad_none_so_adam_leaves_them_alone():
