@@ -99,7 +99,6 @@ inference_args=   # Arguments for decoding, e.g., "--beam_size 4".
 inference_lm=valid.loss.ave.pth # Language model path for decoding.
 inference_model=valid.acc.ave.pth # Joint model path (in the experiment dir) for decoding and enhancement.
 enh_inference_args= # Arguments for enh_inference (stage 13), e.g., "--segment_size 4".
-download_model=   # Not supported (models are trained here); kept out of the interface on purpose.
 
 # Scoring related
 scoring_protocol="STOI ESTOI SI_SNR SDR" # SE metrics in RESULTS.md (PESQ_WB/PESQ_NB are added when pesq imports).
@@ -242,7 +241,6 @@ _omp_threads=${OMP_NUM_THREADS:-1}
 [ -z "${test_sets}" ] && { log "Error: --test_sets is required"; exit 2; }
 [ -z "${enh_asr_config}" ] && { log "Error: --enh_asr_config is required"; exit 2; }
 [ "${feats_type}" != raw ] && { log "Error: only --feats_type raw is supported, got '${feats_type}'"; exit 2; }
-[ -n "${download_model}" ] && { log "Error: --download_model is not supported"; exit 2; }
 case "${token_type}" in bpe|char) ;; *) log "Error: --token_type must be bpe or char, got '${token_type}'"; exit 2;; esac
 case "${audio_format}" in wav|flac) ;; *) log "Error: --audio_format must be wav or flac, got '${audio_format}'"; exit 2;; esac
 case "${feats_normalize}" in ""|global_mvn) ;; *) log "Error: --feats_normalize must be empty or global_mvn"; exit 2;; esac
@@ -524,10 +522,12 @@ if ! "${skip_data_prep}"; then
             log "Stage 5: Token list (${token_type}): ${bpe_train_text} -> ${token_list}"
             [ "${nlsyms_txt}" != none ] && _opts+=" --non_linguistic_symbols ${nlsyms_txt}"
             # shellcheck disable=SC2086
+            # (ESPnet's text frontends try to download nltk data on import; offline that is noise, dropped here)
             ${python} -m espnet2.bin.tokenize_text --token_type "${token_type}" \
                 --input "${bpe_train_text}" --output "${token_list}.tmp" ${_opts} \
                 --field 2- --cleaner "${cleaner}" --write_vocabulary true \
-                --add_symbol "${blank}:0" --add_symbol "${oov}:1" --add_symbol "${sos_eos}:-1"
+                --add_symbol "${blank}:0" --add_symbol "${oov}:1" --add_symbol "${sos_eos}:-1" \
+                2> >(grep -v '^\[nltk_data\]' >&2)
             mv "${token_list}.tmp" "${token_list}"
             log "Stage 5: ${token_list}: $(<"${token_list}" wc -l) tokens"
             mark_done "${token_list}.done" "${_sig}"
@@ -591,7 +591,17 @@ if ! "${skip_train}" && "${use_lm}"; then
         if is_done "${lm_exp}/.done.train" "${_sig}"; then
             log "Stage 7: skipped: ${lm_exp} is trained"
         else
+            # As in stage 11: resume only a training with the same inputs and options
+            if [ -e "${lm_exp}/checkpoint.pth" ] || [ -e "${lm_exp}/.done.train" ]; then
+                if ! is_done "${lm_exp}/.train_signature" "${_sig}"; then
+                    log "Error: ${lm_exp} holds a training with other data, config or options;" \
+                        "remove it or choose another --lm_tag"
+                    exit 1
+                fi
+                log "Stage 7: resuming the interrupted training in ${lm_exp}"
+            fi
             mkdir -p "${lm_exp}"
+            mark_done "${lm_exp}/.train_signature" "${_sig}"
             _opts=""
             [ "${lm_token_type}" = bpe ] && _opts+="--bpemodel ${bpemodel} "
             [ "${nlsyms_txt}" != none ] && _opts+="--non_linguistic_symbols ${nlsyms_txt} "
@@ -695,7 +705,18 @@ if ! "${skip_train}"; then
         if is_done "${enh_asr_exp}/.done.train" "${_sig}"; then
             log "Stage 11: skipped: ${enh_asr_exp} is trained"
         else
+            # ESPnet resumes from checkpoint.pth (--resume true): only a training with the same inputs and
+            # options may be resumed, never one of another config or rule that happens to share the dir.
+            if [ -e "${enh_asr_exp}/checkpoint.pth" ] || [ -e "${enh_asr_exp}/.done.train" ]; then
+                if ! is_done "${enh_asr_exp}/.train_signature" "${_sig}"; then
+                    log "Error: ${enh_asr_exp} holds a training with other data, config or options;" \
+                        "remove it or choose another --enh_asr_tag"
+                    exit 1
+                fi
+                log "Stage 11: resuming the interrupted training in ${enh_asr_exp}"
+            fi
             mkdir -p "${enh_asr_exp}"
+            mark_done "${enh_asr_exp}/.train_signature" "${_sig}"
             _opts=""
             if [ "${feats_normalize}" = global_mvn ]; then
                 _opts+="--normalize global_mvn --normalize_conf stats_file=${enh_asr_stats_dir}/train/feats_stats.npz "

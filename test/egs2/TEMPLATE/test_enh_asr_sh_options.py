@@ -88,3 +88,36 @@ def test_positional_arguments_are_rejected():
     p = run(*REQUIRED, "extra")
     assert p.returncode == 2
     assert "No positional arguments are required" in p.stdout + p.stderr
+
+
+def sandbox(tmp_path: Path) -> Path:
+    """A copy of the mini recipe (symlinks kept) beside links to the repository's TEMPLATE and tools."""
+    import shutil
+
+    main = tmp_path / "main"
+    (main / "egs2").mkdir(parents=True)
+    (main / "tools").symlink_to(REPO / "tools")
+    (main / "egs2" / "TEMPLATE").symlink_to(REPO / "egs2" / "TEMPLATE")
+    dst = main / "egs2" / "mini_noisy" / "asr_with_enhancement"
+    shutil.copytree(RECIPE, dst, symlinks=True, ignore=shutil.ignore_patterns("data", "dump*", "exp*", "downloads"))
+    return dst
+
+
+def test_training_never_resumes_a_checkpoint_of_other_options(tmp_path):
+    """ESPnet resumes from checkpoint.pth; a dir left by a training with another rule (or config, or data)
+    must not be resumed silently under the new options: stage 11 stops and says what to do."""
+    recipe = sandbox(tmp_path)
+    stats = recipe / "exp" / "enh_asr_stats_raw_en_char"
+    stats.mkdir(parents=True)
+    (stats / ".done").write_text("stats\n")  # stage 10 complete
+    exp = recipe / "exp" / "enh_asr_x"
+    exp.mkdir()
+    (exp / "checkpoint.pth").write_bytes(b"")  # an interrupted training...
+    (exp / ".train_signature").write_text("another rule\n")  # ...started with other options
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
+    p = subprocess.run(["./enh_asr.sh", *REQUIRED, "--lang", "en", "--token_type", "char", "--use_lm", "false", "--grad_rule", "gr",
+                        "--enh_asr_tag", "x", "--stage", "11", "--stop_stage", "11"],
+                       cwd=recipe, capture_output=True, text=True, env=env, timeout=120)
+    assert p.returncode == 1
+    assert "exp/enh_asr_x holds a training with other data, config or options" in p.stdout
+    assert not (exp / "train.log").exists()  # nothing was launched
