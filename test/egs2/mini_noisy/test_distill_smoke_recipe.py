@@ -7,6 +7,7 @@ front-end, decodes, scores and writes RESULTS.md. It checks the code path, not t
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -18,16 +19,22 @@ REPO = Path(__file__).resolve().parents[3]
 
 
 def sandbox(tmp: Path) -> Path:
-    """tmp/main with tools and espnet2 linked, the two mini recipes and the TEMPLATE copied."""
+    """tmp/main with tools and espnet2 linked and egs2 copied without run outputs.
+
+    Copied, not linked: bash reads a script while it runs it, and the recipes link to each
+    other (TEMPLATE utils, the CHiME-4 preparation), so the whole egs2 tree is snapshotted.
+    """
     main = tmp / "main"
-    (main / "egs2/mini_noisy").mkdir(parents=True)
+    main.mkdir()
     for name in ("tools", "espnet2"):
         (main / name).symlink_to(REPO / name)
-    ignore = shutil.ignore_patterns("data*", "dump*", "exp*", "downloads*", "__pycache__")
-    shutil.copytree(REPO / "egs2/TEMPLATE", main / "egs2/TEMPLATE", symlinks=True, ignore=ignore)
-    for recipe in ("asr_with_enhancement", "distill1"):
-        shutil.copytree(REPO / "egs2/mini_noisy" / recipe, main / "egs2/mini_noisy" / recipe,
-                        symlinks=True, ignore=ignore)
+
+    def ignore(directory, names):  # run outputs (data/, exp_smoke/, ...) and caches
+        return [n for n in names if n == "__pycache__" or (
+            re.fullmatch(r"(data|dump|exp|downloads|corpus)(_\w+)?", n)
+            and Path(directory, n).is_dir())]
+
+    shutil.copytree(REPO / "egs2", main / "egs2", symlinks=True, ignore=ignore)
     return main / "egs2/mini_noisy/distill1"
 
 
