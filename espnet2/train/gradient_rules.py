@@ -25,7 +25,17 @@ Rules (``shared/spec/gradient_remedy.md`` is the authoritative statement):
 ``pcgrad``          one-sided PCGrad: G_SE onto G_ASR's normal plane on conflict
 ``pcgrad_sym``      two-task PCGrad (Yu et al., NeurIPS 2020): each onto the
                     other's normal plane on conflict, then summed
+``fixed``           fixed weights ``(1, w_se)`` (a tuned-weight MTL baseline)
+``mgda``            MGDA min-norm point (Sener & Koltun, NeurIPS 2018)
+``imtl_g``          IMTL-G equal projections (Liu et al., ICLR 2021)
+``cagrad``          CAGrad conflict-averse step (Liu et al., NeurIPS 2021)
+``nash_mtl``        Nash-MTL bargaining (Navon et al., ICML 2022)
+``aligned_mtl``     Aligned-MTL (Senushkin et al., CVPR 2023)
+``gradvac``         Gradient Vaccine, stateful EMA target (Wang et al., ICLR 2021)
 =================== ==========================================================
+
+The rules from ``fixed`` on are closed forms of the 2x2 problems their papers
+solve with a solver for m tasks; ``docs/gradient_rules.md`` lists them.
 
 Design rules shared by all of them:
 
@@ -34,10 +44,13 @@ Design rules shared by all of them:
   synchronisation; :func:`combine_blocks` computes all blocks' Gram entries in
   one vectorised pass.
 - Degenerate blocks are left alone: ``|G_ASR| = 0`` or ``|G_SE| = 0`` gives the
-  plain sum, and a non-finite Gram matrix (inf/nan gradients, e.g. an AMP
-  overflow) gives weights (1, 1), so the combined gradient stays non-finite and
-  the trainer's skip-the-step logic sees it. No epsilon is added anywhere.
-- Rules are stateless: the weights depend only on the current Gram matrix.
+  plain sum (``fixed`` keeps its weights ``(1, w_se)`` there), and a non-finite
+  Gram matrix (inf/nan gradients, e.g. an AMP overflow) gives weights (1, 1),
+  so the combined gradient stays non-finite and the trainer's skip-the-step
+  logic sees it. No epsilon is added anywhere.
+- Rules are stateless (the weights depend only on the current Gram matrix),
+  except ``gradvac``, whose EMA target per block is explicit state with
+  ``state_dict()``/``load_state_dict()`` (see :class:`GradVac`).
   All of them are positively homogeneous (``rule(c a, c b) = c rule(a, b)``
   for ``c > 0``), so AMP loss scaling commutes with them.
 - GR is discontinuous by design: as ``G_SE . G_ASR`` goes from ``0+`` to
@@ -59,7 +72,7 @@ import functools
 import inspect
 import math
 import numbers
-from typing import ClassVar, Dict, NamedTuple, Sequence, Tuple, Type
+from typing import ClassVar, Dict, NamedTuple, Optional, Sequence, Tuple, Type
 
 import torch
 
@@ -73,6 +86,13 @@ __all__ = [
     "GradientRemedyRescaleOnly",
     "PCGrad",
     "PCGradSymmetric",
+    "FixedWeights",
+    "MGDA",
+    "IMTLG",
+    "CAGrad",
+    "NashMTL",
+    "AlignedMTL",
+    "GradVac",
     "RULES",
     "register_rule",
     "get_rule",
@@ -181,6 +201,18 @@ class GradientRule(abc.ABC):
             The combined gradient ``[numel]`` (a new tensor).
         """
         return combine_blocks(self, g_asr, g_se, [g_asr.numel()])[0]
+
+    def state_dict(self) -> Dict[str, torch.Tensor]:
+        """The rule's state to checkpoint: empty for a stateless rule."""
+        return {}
+
+    def load_state_dict(self, state: Dict[str, torch.Tensor]) -> None:
+        """Restore :meth:`state_dict`; a stateless rule accepts only ``{}``."""
+        if state:
+            raise ValueError(
+                f"gradient rule {self.name!r} is stateless, got state keys "
+                f"{sorted(state)}"
+            )
 
     def __repr__(self) -> str:
         conf = ", ".join(
@@ -448,6 +480,445 @@ class PCGradSymmetric(GradientRule):
         w_se = 1.0 - torch.where(conflict, as_ / torch.where(conflict, ss, 1.0), 0.0)
         no = torch.zeros_like(conflict)
         return RuleWeights(w_asr, w_se, conflict, no)
+
+
+def _nonnegative_real(rule: str, key: str, value) -> float:
+    """Validate a finite real option value >= 0."""
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, numbers.Real)
+        or not math.isfinite(value)
+        or value < 0
+    ):
+        raise ValueError(
+            f"gradient rule {rule!r}: option {key} must be a finite number >= 0, "
+            f"got {value!r}"
+        )
+    return float(value)
+
+
+def _plain_sum_where_degenerate(
+    valid: torch.Tensor, w_asr: torch.Tensor, w_se: torch.Tensor
+) -> RuleWeights:
+    """Weights ``(w_asr, w_se)`` where ``valid``, else (1, 1); no flags set."""
+    no = torch.zeros_like(valid)
+    return RuleWeights(
+        torch.where(valid, w_asr, 1.0), torch.where(valid, w_se, 1.0), no, no
+    )
+
+
+def _safe(valid: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """``x`` where ``valid``, else 1 (a denominator that cannot be 0 or nan)."""
+    return torch.where(valid, x, 1.0)
+
+
+@register_rule
+class FixedWeights(GradientRule):
+    """Fixed weights: ``G_ASR + w_se * G_SE`` (``w_asr = 1``).
+
+    The multi-task baseline with a tuned SE weight on top of the loss weights
+    of the model's config. ``w_se = 1`` is the plain sum. The weights do not
+    depend on the gradients, so a zero ``G_ASR`` still gets ``w_se * G_SE``.
+
+    Args:
+        w_se: weight of ``G_SE`` (finite, ``>= 0``; default 1).
+
+    Example:
+        >>> rule = get_rule("fixed", w_se=0.5)
+        >>> rule(torch.tensor([1.0, 0.0]), torch.tensor([-1.0, 2.0]))
+        tensor([0.5000, 1.0000])
+    """
+
+    name = "fixed"
+
+    def __init__(self, w_se: float = 1.0):
+        self.w_se = _nonnegative_real(self.name, "w_se", w_se)
+
+    def _weights(self, aa, ss, as_):
+        no = torch.zeros_like(aa, dtype=torch.bool)
+        return RuleWeights(torch.ones_like(aa), torch.full_like(aa, self.w_se), no, no)
+
+
+@register_rule
+class MGDA(GradientRule):
+    """MGDA (Sener & Koltun, "Multi-Task Learning as Multi-Objective
+    Optimization", NeurIPS 2018): the min-norm point of the convex hull.
+
+    ``gamma* = argmin_{gamma in [0, 1]} |gamma G_ASR + (1 - gamma) G_SE|^2``
+    has the two-task closed form (the paper's Algorithm 1 line for m = 2)::
+
+        gamma* = clip((ss - as_) / (aa + ss - 2 as_), 0, 1)
+
+    (1/2 when the two gradients are equal). The result is non-conflicting:
+    its dot product with each task gradient is ``>= 0`` (both losses
+    non-increasing to first order). Weights ``(2 gamma*, 2 (1 - gamma*))``:
+    the convex weights times the number of tasks, so that two equal gradients
+    give the plain sum's step (the sum rule's scale; the paper's update is
+    half of it).
+
+    Example (``gamma* = (5 + 1) / (1 + 5 + 2) = 0.75``; the min-norm point
+    ``0.75 [1, 0] + 0.25 [-1, 2] = [0.5, 0.5]`` is orthogonal to
+    ``G_ASR - G_SE``):
+
+        >>> rule = get_rule("mgda")
+        >>> rule.weights(torch.tensor([1.0]), torch.tensor([5.0]),
+        ...              torch.tensor([-1.0]))[:2]
+        (tensor([1.5000]), tensor([0.5000]))
+        >>> rule(torch.tensor([1.0, 0.0]), torch.tensor([-1.0, 2.0]))
+        tensor([1., 1.])
+    """
+
+    name = "mgda"
+
+    def _weights(self, aa, ss, as_):
+        valid = (aa > 0) & (ss > 0)
+        diff = (aa + ss - 2.0 * as_).clamp(min=0.0)  # |G_ASR - G_SE|^2
+        apart = valid & (diff > 0)
+        gamma = ((ss - as_) / _safe(apart, diff)).clamp(0.0, 1.0)
+        gamma = torch.where(apart, gamma, 0.5)
+        return _plain_sum_where_degenerate(valid, 2.0 * gamma, 2.0 - 2.0 * gamma)
+
+
+@register_rule
+class IMTLG(GradientRule):
+    """IMTL-G (Liu et al., "Towards Impartial Multi-task Learning", ICLR 2021).
+
+    The combined gradient ``g = a G_ASR + (1 - a) G_SE`` has equal
+    projections on both unit gradients, ``g . u_ASR = g . u_SE``. For two
+    tasks the paper's linear system reduces to
+    ``a = |G_SE| / (|G_ASR| + |G_SE|)``, i.e. ``g`` is proportional to
+    ``u_ASR + u_SE`` (the bisector). Weights ``(2 a, 2 (1 - a))``, the
+    paper's weights times the number of tasks (equal gradients give the plain
+    sum).
+
+    Example (``|G_ASR| = 1``, ``|G_SE| = sqrt(5)``: ``a = sqrt(5)/(1 +
+    sqrt(5)) = 0.691``; ``g = [0.764, 1.236]`` projects to 0.764 on
+    ``u_ASR = [1, 0]`` and on ``u_SE = [-1, 2]/sqrt(5)``):
+
+        >>> rule = get_rule("imtl_g")
+        >>> rule(torch.tensor([1.0, 0.0]), torch.tensor([-1.0, 2.0]))
+        tensor([0.7639, 1.2361])
+    """
+
+    name = "imtl_g"
+
+    def _weights(self, aa, ss, as_):
+        valid = (aa > 0) & (ss > 0)
+        norm_asr, norm_se = aa.sqrt(), ss.sqrt()
+        total = _safe(valid, norm_asr + norm_se)
+        return _plain_sum_where_degenerate(
+            valid, 2.0 * norm_se / total, 2.0 * norm_asr / total
+        )
+
+
+@register_rule
+class CAGrad(GradientRule):
+    """CAGrad (Liu et al., "Conflict-Averse Gradient Descent for Multi-task
+    Learning", NeurIPS 2021).
+
+    The update ``d`` maximises the worse task's improvement ``min_i G_i . d``
+    within a ball ``|d - g0| <= c |g0|`` around the average gradient
+    ``g0 = (G_ASR + G_SE) / 2``. Its dual is the 1-D convex problem
+
+        x* = argmin_{x in [0, 1]} F(x),
+        F(x) = g_x . g0 + c |g0| |g_x|,   g_x = x G_ASR + (1 - x) G_SE,
+
+    and ``d = g0 + c |g0| g_x* / |g_x*|``. With ``A = |G_ASR - G_SE|^2``,
+    ``p = (aa - ss) / 2``, ``k = c |g0|``, ``x0`` the MGDA point and
+    ``m = (aa ss - as_^2) / A``, ``F' = 0`` gives the closed form
+    ``x* = clip(x0 - p sqrt(m / (A (k^2 A - p^2))), 0, 1)`` when
+    ``k^2 A > p^2``, else the end point ``x* = 0`` (``p > 0``) or 1. As in
+    the released code the step is ``2 d`` (the sum loss's scale), without its
+    optional ``1/(1 + c^2)`` rescale; weights
+    ``(1 + 2 k x*/|g_x*|, 1 + 2 k (1 - x*)/|g_x*|)``; exactly opposite
+    gradients (``cos(phi) = -1``) get ``2 max(0, 1 - c) g0``, the 1-D
+    optimum (the general form is 0/0 there for ``c > 1``). Like GR, the Gram
+    form loses accuracy for almost (anti)parallel pairs (``1 - |cos| <
+    ~1e-9`` in float64).
+    ``c = 0`` is the plain sum, as the paper notes; a large ``c`` approaches
+    MGDA's direction.
+
+    Args:
+        c: radius of the ball relative to ``|g0|`` (finite, ``>= 0``; the
+            paper's default 0.4).
+
+    Example (``G_SE = [-0.5, 1]``: ``g0 = [0.25, 0.5]``, ``k = 0.4 |g0| =
+    0.224``, ``x* = 0.639``, ``|g_x*| = 0.583``; the step ``d`` improves the
+    worse task by ``min_i G_i . d = 0.426 = F(x*)``, against 0.25 for the
+    average gradient ``g0``):
+
+        >>> rule = get_rule("cagrad", c=0.4)
+        >>> x, k = rule.dual_point(torch.tensor([1.0]), torch.tensor([1.25]),
+        ...                        torch.tensor([-0.5]))
+        >>> x, k
+        (tensor([0.6388]), tensor([0.2236]))
+        >>> rule(torch.tensor([1.0, 0.0]), torch.tensor([-0.5, 1.0]))
+        tensor([0.8512, 1.2768])
+    """
+
+    name = "cagrad"
+
+    def __init__(self, c: float = 0.4):
+        self.c = _nonnegative_real(self.name, "c", c)
+
+    def dual_point(
+        self, aa: torch.Tensor, ss: torch.Tensor, as_: torch.Tensor
+    ) -> Tuple[torch.Tensor, torch.Tensor]:
+        """``(x*, k)``: the dual optimum and ``c |g0|``, elementwise."""
+        _, _, _, sin = _angles(aa, ss, as_)
+        diff = (aa + ss - 2.0 * as_).clamp(min=0.0)  # A = |G_ASR - G_SE|^2
+        apart = diff > 0
+        safe_diff = _safe(apart, diff)
+        p = 0.5 * (aa - ss)
+        k = 0.5 * self.c * (aa + ss + 2.0 * as_).clamp(min=0.0).sqrt()
+        x0 = (ss - as_) / safe_diff
+        m = (aa.sqrt() * ss.sqrt() * sin) ** 2 / safe_diff  # det / A, >= 0
+        gap = k * k * diff - p * p
+        interior = apart & (gap > 0)
+        t = -p * torch.sqrt(m / (safe_diff * _safe(interior, gap)))
+        end = torch.where(p > 0, 0.0, torch.where(p < 0, 1.0, 0.5))
+        x = torch.where(interior, (x0 + t).clamp(0.0, 1.0), end)
+        return x, k
+
+    def _weights(self, aa, ss, as_):
+        valid = (aa > 0) & (ss > 0)
+        x, k = self.dual_point(aa, ss, as_)
+        norm_gx = (x * x * aa + 2.0 * x * (1.0 - x) * as_ + (1.0 - x) ** 2 * ss)
+        norm_gx = norm_gx.clamp(min=0.0).sqrt()
+        # Exactly opposite gradients (e.g. any conflicting one-element block):
+        # the problem is 1-D and d = max(0, 1 - c) g0 (for c > 1 the ball holds
+        # d = 0, where g_x* = 0 and the general form is 0/0).
+        _, _, cos, _ = _angles(aa, ss, as_)
+        moved = (norm_gx > 0) & (cos > -1.0)
+        lam = 2.0 * k / _safe(moved, norm_gx)
+        still = torch.full_like(x, max(0.0, 1.0 - self.c))
+        w_asr = torch.where(moved, 1.0 + lam * x, still)
+        w_se = torch.where(moved, 1.0 + lam * (1.0 - x), still)
+        return _plain_sum_where_degenerate(valid, w_asr, w_se)
+
+
+@register_rule
+class NashMTL(GradientRule):
+    """Nash-MTL (Navon et al., "Multi-Task Learning as a Bargaining Game",
+    ICML 2022).
+
+    The weights ``alpha > 0`` solve the bargaining condition
+    ``(G^T G / |G^T G|_F) alpha = 1 / alpha`` elementwise (the released code
+    normalises the Gram matrix by its Frobenius norm before solving). For two
+    tasks it has the closed form
+
+        alpha_i = sqrt(|G^T G|_F) / (|G_i| sqrt(1 + cos(phi))),
+
+    i.e. the step is proportional to ``u_ASR + u_SE``, like IMTL-G, with a
+    scale that grows as the gradients conflict. The released code's cvxpy
+    iterations approximate this solution; its ``clip_grad_norm_(1.0)`` after
+    the step is the trainer's ``grad_clip``. Equal gradients give weights
+    (1, 1). No solution exists for exactly opposite gradients
+    (``cos(phi) = -1``): the weights are infinite and the base class falls
+    back to the plain sum there.
+
+    Example (``|G^T G|_F = sqrt(1 + 25 + 2) = 5.29``, ``cos = -1/sqrt(5)``,
+    so ``alpha = (3.094, 1.384)``; check: ``M alpha / 5.29 = (0.323, 0.723)
+    = 1 / alpha``):
+
+        >>> rule = get_rule("nash_mtl")
+        >>> w = rule.weights(torch.tensor([1.0]), torch.tensor([5.0]),
+        ...                  torch.tensor([-1.0]))
+        >>> w.w_asr, w.w_se
+        (tensor([3.0939]), tensor([1.3836]))
+        >>> rule(torch.tensor([1.0, 0.0]), torch.tensor([-1.0, 2.0]))
+        tensor([1.7103, 2.7673])
+    """
+
+    name = "nash_mtl"
+
+    def _weights(self, aa, ss, as_):
+        valid, _, cos, _ = _angles(aa, ss, as_)
+        big = _safe(valid, torch.maximum(aa, ss))  # scale to avoid overflow
+        fro = big * torch.sqrt(
+            (aa / big) ** 2 + (ss / big) ** 2 + 2.0 * (as_ / big) ** 2
+        )
+        inv = 1.0 / torch.sqrt(1.0 + cos)  # inf for opposite gradients
+        return _plain_sum_where_degenerate(
+            valid,
+            torch.sqrt(fro / _safe(valid, aa)) * inv,
+            torch.sqrt(fro / _safe(valid, ss)) * inv,
+        )
+
+
+@register_rule
+class AlignedMTL(GradientRule):
+    """Aligned-MTL (Senushkin et al., "Independent Component Alignment for
+    Multi-Task Learning", CVPR 2023).
+
+    With the Gram matrix ``M = G G^T = V diag(lambda) V^T``, the task
+    gradients are aligned by ``W = sqrt(lambda_min) V diag(lambda)^-1/2 V^T``
+    (the released code's ``scale_mode='min'``), so that the aligned Gram
+    matrix ``W M W = lambda_min I`` has condition number 1; the step is the
+    sum of the aligned gradients, i.e. weights ``W 1``. For 2x2 the
+    eigendecomposition has a closed form: with ``delta = sqrt(det M)``,
+    ``tau = sqrt(aa + ss + 2 delta)`` and ``lambda_max`` the larger
+    eigenvalue, ``sqrt(M) = (M + delta I)/tau`` gives::
+
+        W = [[ss + delta, -as_], [-as_, aa + delta]] / (tau sqrt(lambda_max)).
+
+    A rank-one ``M`` (parallel gradients; ``lambda_min <= 2 eps lambda_max``,
+    the released code's tolerance) keeps only the non-zero eigenvalue, as the
+    released code does: ``W = M / (aa + ss)``. Orthogonal gradients of equal
+    norm give weights (1, 1).
+
+    Example (``M = [[1, -1], [-1, 5]]``, ``lambda = 3 +- sqrt(5)``,
+    ``delta = 2``, ``tau = sqrt(10)``: ``W = [[7, 1], [1, 3]] / 7.236``; the
+    aligned gradients ``[0.829, 0.276]`` and ``[-0.276, 0.829]`` are
+    orthogonal with squared norm ``lambda_min = 0.764``):
+
+        >>> rule = get_rule("aligned_mtl")
+        >>> rule.alignment(torch.tensor([1.0]), torch.tensor([5.0]),
+        ...                torch.tensor([-1.0]))
+        (tensor([0.9674]), tensor([0.1382]), tensor([0.4146]))
+        >>> rule(torch.tensor([1.0, 0.0]), torch.tensor([-1.0, 2.0]))
+        tensor([0.5528, 1.1056])
+    """
+
+    name = "aligned_mtl"
+
+    def alignment(
+        self, aa: torch.Tensor, ss: torch.Tensor, as_: torch.Tensor
+    ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The symmetric 2x2 alignment ``W`` as ``(W_11, W_12, W_22)``, elementwise.
+
+        Where either gradient is zero the entries are meaningless (the rule
+        falls back to the plain sum there).
+        """
+        valid, _, _, sin = _angles(aa, ss, as_)
+        trace = aa + ss
+        lam_max = 0.5 * (trace + torch.hypot(aa - ss, 2.0 * as_))
+        delta = aa.sqrt() * ss.sqrt() * sin  # sqrt(det M), no overflow
+        eps = torch.finfo(aa.dtype).eps
+        full_rank = valid & (delta * delta > 2.0 * eps * lam_max * lam_max)
+        tau = torch.sqrt(trace + 2.0 * delta)
+        scale = _safe(full_rank, tau * lam_max.sqrt())
+        one_rank = _safe(valid, trace)
+        w11 = torch.where(full_rank, (ss + delta) / scale, aa / one_rank)
+        w12 = torch.where(full_rank, -as_ / scale, as_ / one_rank)
+        w22 = torch.where(full_rank, (aa + delta) / scale, ss / one_rank)
+        return w11, w12, w22
+
+    def _weights(self, aa, ss, as_):
+        valid = (aa > 0) & (ss > 0)
+        w11, w12, w22 = self.alignment(aa, ss, as_)
+        return _plain_sum_where_degenerate(valid, w11 + w12, w12 + w22)
+
+
+@register_rule
+class GradVac(GradientRule):
+    """Gradient Vaccine (Wang et al., "Gradient Vaccine: Investigating and
+    Improving Multi-task Optimization in Massively Multilingual Models",
+    ICLR 2021), two tasks, one EMA target per block.
+
+    Each block keeps a target cosine ``t`` (an exponential moving average of
+    the observed cosine ``cos(phi)``, starting at 0 as in the paper). When
+    ``cos(phi) < t``, each gradient gets a multiple of the *original* other
+    one so that its cosine with it becomes ``t``::
+
+        G_SE' = G_SE + |G_SE| (t sin(phi) - cos(phi) sqrt(1 - t^2))
+                       / (|G_ASR| sqrt(1 - t^2)) G_ASR
+
+    and symmetrically ``G_ASR'``; the step is ``G_ASR' + G_SE'`` (with two
+    tasks the paper's random task order does not matter). Then
+    ``t <- (1 - beta) t + beta cos(phi)`` for every block whose gradients are
+    finite and non-zero (the EMA is not moved by a skipped, non-finite step).
+    ``projected`` flags the adjusted blocks.
+
+    State: ``[n_blocks]`` targets, created at the first call with the Gram
+    entries' dtype and device, so the trainer must keep one rule object for
+    the whole run and checkpoint :meth:`state_dict`. Computed from the
+    gradients the trainer passes (all-reduced ones in its step mode), the
+    state is identical on every rank and deterministic.
+
+    Args:
+        beta: EMA rate in (0, 1] (the paper's 0.01).
+
+    Example (first call, target 0: the conflicting pair ``cos = -0.447`` is
+    made orthogonal on both sides, ``G_SE' = [0, 2]``,
+    ``G_ASR' = [0.8, 0.4]``; the target moves to ``-0.0045``):
+
+        >>> rule = get_rule("gradvac", beta=0.01)
+        >>> rule(torch.tensor([1.0, 0.0]), torch.tensor([-1.0, 2.0]))
+        tensor([0.8000, 2.4000])
+        >>> rule.state_dict()
+        {'target_cos': tensor([-0.0045])}
+    """
+
+    name = "gradvac"
+
+    def __init__(self, beta: float = 0.01):
+        self.beta = _positive_real(self.name, "beta", beta)
+        if self.beta > 1.0:
+            raise ValueError(
+                f"gradient rule {self.name!r}: option beta must be in (0, 1], "
+                f"got {beta!r}"
+            )
+        self._target: Optional[torch.Tensor] = None
+
+    def state_dict(self) -> Dict[str, torch.Tensor]:
+        """``{"target_cos": [n_blocks]}`` (a copy); ``{}`` before the first call."""
+        return {} if self._target is None else {"target_cos": self._target.clone()}
+
+    def load_state_dict(self, state: Dict[str, torch.Tensor]) -> None:
+        """Restore :meth:`state_dict` (``{}`` resets to the initial state).
+
+        Raises:
+            ValueError: unknown keys, or a target that is not a 1-D floating
+                tensor of cosines in [-1, 1].
+        """
+        if set(state) - {"target_cos"}:
+            raise ValueError(
+                f"gradient rule {self.name!r}: unknown state keys "
+                f"{sorted(set(state) - {'target_cos'})}; expected ['target_cos']"
+            )
+        target = state.get("target_cos")
+        if target is not None and (
+            not isinstance(target, torch.Tensor)
+            or target.dim() != 1
+            or not target.is_floating_point()
+            or not bool(((target >= -1.0) & (target <= 1.0)).all())
+        ):
+            raise ValueError(
+                f"gradient rule {self.name!r}: target_cos must be a 1-D floating "
+                f"tensor of cosines in [-1, 1], got {target!r}"
+            )
+        self._target = None if target is None else target.detach().clone()
+
+    def _current_target(self, aa: torch.Tensor) -> torch.Tensor:
+        if self._target is None:
+            return torch.zeros_like(aa)
+        if self._target.shape != aa.shape:
+            raise ValueError(
+                f"gradient rule {self.name!r}: its state has "
+                f"{tuple(self._target.shape)} block targets but the gradients "
+                f"have {tuple(aa.shape)} blocks (one rule object per block "
+                "layout; changed granularity or shared parameters?)"
+            )
+        return self._target.to(aa)
+
+    def _weights(self, aa, ss, as_):
+        valid, r, cos, sin = _angles(aa, ss, as_)
+        target = self._current_target(aa)
+        finite = torch.isfinite(aa) & torch.isfinite(ss) & torch.isfinite(as_)
+        sin_t = torch.sqrt(1.0 - target * target)
+        below = valid & finite & (cos < target) & (sin_t > 0)
+        coef = (target * sin - cos * sin_t) / _safe(below, sin_t)
+        coef = torch.where(below, coef, 0.0)
+        # G_SE' = G_SE + r coef G_ASR and G_ASR' = G_ASR + coef / r G_SE
+        w_asr = 1.0 + coef * r
+        w_se = 1.0 + coef / r
+        observed = valid & finite
+        self._target = torch.where(
+            observed, (1.0 - self.beta) * target + self.beta * cos, target
+        )
+        no = torch.zeros_like(valid)
+        return RuleWeights(w_asr, w_se, below, no)
 
 
 # ---------------------------------------------------------------------------
