@@ -143,6 +143,8 @@ class GradientRule(abc.ABC):
     """
 
     name: ClassVar[str]
+    stateful: ClassVar[bool] = False
+    """True for a rule with state to checkpoint (see :meth:`state_dict`)."""
 
     def weights(
         self, aa: torch.Tensor, ss: torch.Tensor, as_: torch.Tensor
@@ -851,6 +853,7 @@ class GradVac(GradientRule):
     """
 
     name = "gradvac"
+    stateful = True
 
     def __init__(self, beta: float = 0.01):
         self.beta = _positive_real(self.name, "beta", beta)

@@ -417,6 +417,8 @@ def test_registry_offers_the_new_rules_with_their_defaults():
     assert repr(get_rule("gradvac")) == "GradVac(beta=0.01)"
     assert repr(get_rule("fixed", w_se=0.3)) == "FixedWeights(w_se=0.3)"
     assert repr(get_rule("mgda")) == "MGDA()"
+    # The trainer persists the state of exactly the stateful rules.
+    assert [name for name, cls in RULES.items() if cls.stateful] == ["gradvac"]
 
 
 @pytest.mark.parametrize(
