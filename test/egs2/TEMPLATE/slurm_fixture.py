@@ -23,6 +23,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterator
 
 import pytest
 
@@ -62,7 +63,7 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def _why_not_here() -> str | None:
+def why_cluster_cannot_run() -> str | None:
     """Install Slurm with ci/slurm/install.sh if needed; the reason the cluster cannot run, or None."""
     if not sys.platform.startswith("linux"):
         return "the CI Slurm cluster needs Linux"
@@ -104,12 +105,12 @@ atexit.register(_stop_at_exit)
 
 
 @pytest.fixture(scope="session")
-def slurm_cluster(tmp_path_factory) -> SlurmCluster:
+def slurm_cluster(tmp_path_factory) -> Iterator[SlurmCluster]:
     """A running single-node Slurm cluster on 127.0.0.1 (see the module docstring)."""
     if _Shared.skip_reason is not None:
         pytest.skip(_Shared.skip_reason)
     if _Shared.cluster is None:
-        _Shared.skip_reason = _why_not_here()
+        _Shared.skip_reason = why_cluster_cannot_run()
         if _Shared.skip_reason is not None:
             pytest.skip(_Shared.skip_reason)
         root = tmp_path_factory.mktemp("slurm")

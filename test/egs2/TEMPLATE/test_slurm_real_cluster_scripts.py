@@ -1,4 +1,4 @@
-"""ci/slurm/start.sh and stop.sh: a second, private cluster is started and stopped here.
+"""ci/slurm/install.sh, start.sh and stop.sh: a second, private cluster is started and stopped here.
 
 The session cluster (slurm_fixture.py) is only stopped at the end of the session; this test checks
 on a cluster of its own what CI relies on at that point: stop.sh ends every daemon by its recorded
@@ -9,6 +9,7 @@ process survives the test session; and start.sh refuses to start a second cluste
 from __future__ import annotations
 
 import re
+import shutil
 import subprocess
 import time
 from pathlib import Path
@@ -60,3 +61,22 @@ def test_stop_leaves_no_process_behind(slurm_cluster, tmp_path):
     assert not list((root / "run").glob("*.pid"))
     # Stopping a stopped cluster is harmless.
     assert subprocess.run([str(CI_SLURM / "stop.sh"), str(root)], capture_output=True).returncode == 0
+
+
+def test_without_apt_the_slurm_tests_are_skipped_with_the_reason(tmp_path, monkeypatch):
+    # A machine without Slurm and without apt-get (or without root) cannot get a cluster: install.sh
+    # must say so and exit 2, and the fixture must turn that into a skip that names the packages,
+    # instead of failing the suite. The PATH below has bash but no Slurm and no apt-get.
+    import slurm_fixture
+
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for tool in ("env", "bash", "id"):
+        (bin_dir / tool).symlink_to(shutil.which(tool))
+    monkeypatch.setenv("PATH", str(bin_dir))
+    monkeypatch.delenv("SLURM_CI_INSTALL", raising=False)
+    p = subprocess.run([str(CI_SLURM / "install.sh")], capture_output=True, text=True)
+    assert p.returncode == 2
+    assert "needs root and apt-get" in p.stderr and "slurmctld slurmd slurm-client munge" in p.stderr
+    reason = slurm_fixture.why_cluster_cannot_run()
+    assert reason.startswith("Slurm is not installed and ci/slurm/install.sh failed") and "needs root and apt-get" in reason
