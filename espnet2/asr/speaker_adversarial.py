@@ -293,10 +293,9 @@ class SpeakerAdversary(torch.nn.Module):
                 "(the speaker branch supports single-speaker ASR)"
             )
         p = self.progress()
-        stage = self.stage(p) if training else "joint"
-        coeff = self.encoder_coefficient(p) if training else 0.0
-        if stage != "joint" or not training:
-            feats = x.detach()
+        stage, coeff = self.stage(p), self.encoder_coefficient(p)
+        if not training or stage != "joint":
+            feats = x.detach()  # validation, or no branch gradient into the encoder
         elif self.mode == "al":
             self.reversal.set_lambda(-coeff)
             feats = self.reversal(x)

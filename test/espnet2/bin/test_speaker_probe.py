@@ -27,7 +27,7 @@ from espnet2.bin.speaker_probe import (
 )
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "asr"))
-from speaker_testlib import build, tiny_args  # noqa: E402
+from speaker_testlib import build, build_enh_s2t, tiny_args, tiny_enh_s2t_args  # noqa: E402
 
 DIM = 8
 HALF = DIM // 2
@@ -119,11 +119,14 @@ def test_data_dir_errors_name_the_file(tmp_path):
         read_data_dir(tmp_path)
 
 
-def test_cli_probes_a_stock_checkpoint_and_writes_table_and_plot(tmp_path):
-    # A tiny ASR checkpoint trained with a speaker branch, saved as ESPnet does;
-    # the CLI loads it with stock ESPnet, probes 2 layers and writes its outputs.
-    args = tiny_args(dict(num_speakers=3, mode="mt"))
-    model = build(dict(num_speakers=3, mode="mt"))
+@pytest.mark.parametrize("joint", [False, True], ids=["asr", "enh_s2t"])
+def test_cli_probes_a_stock_checkpoint_and_writes_table_and_plot(tmp_path, joint):
+    # A tiny checkpoint with a speaker branch (ASR-only or joint SE + ASR), saved
+    # as ESPnet does; the CLI loads it with stock ESPnet, probes 2 layers of the
+    # ASR encoder and writes its outputs.
+    branch = dict(num_speakers=3, mode="mt")
+    args = tiny_enh_s2t_args(branch) if joint else tiny_args(branch)
+    model = build_enh_s2t(branch) if joint else build(branch)
     (tmp_path / "config.yaml").write_text(yaml.safe_dump(vars(args)))
     torch.save(model.state_dict(), tmp_path / "model.pth")
     data = tmp_path / "data"
@@ -148,6 +151,7 @@ def test_cli_probes_a_stock_checkpoint_and_writes_table_and_plot(tmp_path):
         "--train_config", str(tmp_path / "config.yaml"), "--model_file", str(tmp_path / "model.pth"),
         "--data_dir", str(data), "--output_dir", str(out), "--tag", "mt",
         "--layers", "in", "out", "--epochs", "2", "--channels", "8", "--compare", str(earlier),
+        "--enh_s2t_task", str(joint).lower(),
     ])
     result = json.loads((out / "probe.json").read_text())
     assert result["tag"] == "mt"
