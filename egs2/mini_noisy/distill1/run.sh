@@ -17,7 +17,7 @@
 #   3 distillation (espnet2.bin.robust_distill_train) and the initial ("before") student
 #   4 noise invariance: clean vs noisy cosine similarity of student features, before/after
 #   5 downstream ASR training with each student as a frozen front-end
-#   6 decoding and WER scoring
+#   6 decoding, WER and CER scoring
 #   7 RESULTS.md
 set -euo pipefail
 
@@ -186,23 +186,30 @@ if [ "${stage}" -le 6 ] && [ "${stop_stage}" -ge 6 ]; then
         asr_dir=${expdir}/asr_${system}
         for x in ${wer_sets}; do
             decode_dir=${asr_dir}/decode_${x}
-            if [ -f "${decode_dir}/score_wer/result.txt" ]; then
-                log "Stage 6: ${decode_dir} is complete, skipping"
-                continue
+            if [ -f "${decode_dir}/1best_recog/text" ]; then
+                log "Stage 6: ${decode_dir} is decoded, skipping the decoding"
+            else
+                log "Stage 6: decoding ${datadir}/asr_${x} with ${asr_dir} -> ${decode_dir}"
+                rm -rf "${decode_dir}.tmp"
+                python3 local/asr_inference.py --ngpu 0 --batch_size 1 --config conf/decode_asr.yaml \
+                    --data_path_and_name_and_type "${datadir}/asr_${x}/wav.scp,speech,sound" \
+                    --key_file "${datadir}/asr_${x}/wav.scp" \
+                    --asr_train_config "${asr_dir}/config.yaml" \
+                    --asr_model_file "${asr_dir}/valid.acc.best.pth" \
+                    --output_dir "${decode_dir}.tmp"
+                rm -rf "${decode_dir}"
+                mv "${decode_dir}.tmp" "${decode_dir}"
             fi
-            log "Stage 6: decoding ${datadir}/asr_${x} with ${asr_dir} -> ${decode_dir}"
-            rm -rf "${decode_dir}.tmp"
-            python3 local/asr_inference.py --ngpu 0 --batch_size 1 --config conf/decode_asr.yaml \
-                --data_path_and_name_and_type "${datadir}/asr_${x}/wav.scp,speech,sound" \
-                --key_file "${datadir}/asr_${x}/wav.scp" \
-                --asr_train_config "${asr_dir}/config.yaml" \
-                --asr_model_file "${asr_dir}/valid.acc.best.pth" \
-                --output_dir "${decode_dir}.tmp"
-            python3 pyscripts/scoring/score_asr.py --ref "${datadir}/asr_${x}/text" \
-                --hyp "${decode_dir}.tmp/1best_recog/text" --token-type word \
-                --out-dir "${decode_dir}.tmp/score_wer"
-            rm -rf "${decode_dir}"
-            mv "${decode_dir}.tmp" "${decode_dir}"
+            for unit in word char; do  # WER and CER (score_wer/, score_cer/)
+                score_dir=${decode_dir}/score_$([ "${unit}" = word ] && echo wer || echo cer)
+                [ -f "${score_dir}/result.txt" ] && continue
+                rm -rf "${score_dir}.tmp"
+                python3 pyscripts/scoring/score_asr.py --ref "${datadir}/asr_${x}/text" \
+                    --hyp "${decode_dir}/1best_recog/text" --token-type "${unit}" \
+                    --out-dir "${score_dir}.tmp"
+                rm -rf "${score_dir}"
+                mv "${score_dir}.tmp" "${score_dir}"
+            done
         done
     done
 fi

@@ -108,14 +108,16 @@ def test_noise_invariance_names_a_missing_reference(tmp_path):
 
 # The Sum/Avg row as sclite writes it (# Snt, # Wrd | Corr Sub Del Ins Err S.Err), from a smoke run.
 SCLITE_SUM = "| Sum/Avg |    16      99  |   2.0    57.6     40.4     1.0    99.0   100.0  |"
+SCLITE_SUM_CER = "| Sum/Avg |    16     590  |  51.2    30.1     18.7     5.3    54.1   100.0  |"
 
 
 def test_results_table_reads_sclite_sum_row_and_invariance(tmp_path):
     exp = tmp_path / "exp"
     for system in ("before", "after"):
-        score = exp / f"asr_{system}/decode_t/score_wer"
-        score.mkdir(parents=True)
-        (score / "result.txt").write_text(f"header\n{SCLITE_SUM}\n")
+        for unit, row in (("wer", SCLITE_SUM), ("cer", SCLITE_SUM_CER)):
+            score = exp / f"asr_{system}/decode_t/score_{unit}"
+            score.mkdir(parents=True)
+            (score / "result.txt").write_text(f"header\n{row}\n")
     scores = {"matched": 0.95, "mismatched": 0.5, "centred_matched": 0.8, "centred_mismatched": 0.01}
     (exp / "noise_invariance.json").write_text(json.dumps(
         {"before": {"0": dict(scores, matched=0.9)}, "after": {"0": scores}}))
@@ -129,7 +131,7 @@ def test_results_table_reads_sclite_sum_row_and_invariance(tmp_path):
     raw, centred = text.split("Mean-centred:")
     assert "| after | 0.950 (0.500) |" in raw and "| before | 0.900 (0.500) |" in raw
     assert "| after | 0.800 (0.010) |" in centred.split("## Downstream")[0]
-    assert "| before | 99.0 (57.6/40.4/1.0; 16 utts, 99 words) |" in text
+    assert "| before | 99.0 (57.6/40.4/1.0) / 54.1 (16 utts, 99 words) |" in text
     assert "RANDOM weights" in text
 
 

@@ -2,8 +2,8 @@
 """Write the recipe's RESULTS.md: the noise-invariance table and the downstream WERs.
 
 Reads ``<expdir>/noise_invariance.json`` (stage 4) and, per system and test set,
-``<expdir>/asr_<system>/decode_<set>/score_wer/result.txt`` (stage 6; sclite's report,
-whose ``Sum/Avg`` row holds #Snt #Wrd Corr Sub Del Ins Err S.Err). Writes atomically.
+``<expdir>/asr_<system>/decode_<set>/score_{wer,cer}/result.txt`` (stage 6; sclite's
+reports, whose ``Sum/Avg`` row holds #Snt #Wrd Corr Sub Del Ins Err S.Err). Writes atomically.
 """
 
 import argparse
@@ -19,30 +19,31 @@ HEADER = """# RobustDistiller on the mini noisy corpus
 Produced by `./run.sh{smoke}` (egs2/mini_noisy/distill1). Distillation config: `{config}`;
 teacher: `{teacher}`.
 
-**What the numbers mean.** {teacher_note} "before" is the student as training starts
+{teacher_note}**What the numbers mean.** "before" is the student as training starts
 (with `init_from_teacher`, the tiny teacher's conv extractor, projection, positional conv and
 first two layers: the teacher truncated to two layers; otherwise random weights); "after" is
 the student after distillation with the
 denoising task (it heard corrupted audio while the teacher heard clean audio). Noise
 invariance: mean over frames and utterances of the cosine similarity between the student's
 features of the clean and the noisy version of the same test utterance (the corpus's SIMU test
-set: bus, cafe, pedestrian and street noise at 0 and 5 dB, noise types the distillation never
-used); the number in brackets pairs each clean utterance with a different noisy utterance, the
+set: bus, cafe, pedestrian and street noise at 0 and 5 dB; the distillation corrupted its input
+with white, pink or in-batch babble noise and synthetic reverberation, so the pink "pedestrian"
+and babble "cafe" noises are of kinds it saw, bus and street are not); the number in brackets pairs each clean utterance with a different noisy utterance, the
 level that says "no relation". Downstream ASR: a small Conformer CTC/attention model trained on
 the noisy training set with the frozen student as front-end (softmax-weighted sum of its
-hidden states), word error rate with sclite. The mean-centred table subtracts each hidden
-state's mean feature over the test frames first: raw cosines between any two frames are high
-because features share a common direction, and distillation can raise matched and mismatched
-scores together; after centring the mismatched score is near 0 and the matched score measures
-how much of the utterance-specific feature survives the noise.
+hidden states), word and character error rates with sclite. The mean-centred table subtracts
+each hidden state's mean feature over the test frames first: raw cosines between any two frames
+are high because features share a common direction, and distillation can raise matched and
+mismatched scores together; after centring the mismatched score is near 0 and the matched score
+measures how much of the utterance-specific feature survives the noise.
 """
 
-TINY_NOTE = (
-    "The teacher is a tiny wav2vec 2.0-style model with RANDOM weights (no pretrained SSL "
-    "model can be downloaded here): its layers are fixed random functions of the audio, not "
-    "speech representations, so the distillation targets carry no learned phonetic content and "
-    "the absolute WERs say little about RobustDistiller with a real teacher."
-)
+TINY_NOTE = """**The teacher is a tiny wav2vec 2.0-style model with RANDOM weights** (no pretrained
+SSL model can be downloaded here): its layers are fixed random functions of the audio, not speech
+representations, so the distillation targets carry no learned phonetic content and the absolute
+error rates say little about RobustDistiller with a real teacher.
+
+"""
 
 
 def sum_avg(result: Path) -> List[float]:
@@ -88,11 +89,18 @@ def main() -> None:
         for system in args.systems:
             cells = []
             for test_set in args.test_sets:
-                result = args.expdir / f"asr_{system}" / f"decode_{test_set}" / "score_wer" / "result.txt"
-                if not result.is_file():
-                    raise FileNotFoundError(f"{result} is missing (run stage 6)")
-                snt, wrd, _, sub, dele, ins, err, _ = sum_avg(result)
-                cells.append(f"{err:.1f} ({sub:.1f}/{dele:.1f}/{ins:.1f}; {int(snt)} utts, {int(wrd)} words)")
+                decode = args.expdir / f"asr_{system}" / f"decode_{test_set}"
+                scores = []
+                for unit in ("wer", "cer"):
+                    result = decode / f"score_{unit}" / "result.txt"
+                    if not result.is_file():
+                        raise FileNotFoundError(f"{result} is missing (run stage 6)")
+                    scores.append(sum_avg(result))
+                (snt, wrd, _, sub, dele, ins, err, _), cer = scores
+                cells.append(
+                    f"{err:.1f} ({sub:.1f}/{dele:.1f}/{ins:.1f}) / {cer[6]:.1f} "
+                    f"({int(snt)} utts, {int(wrd)} words)"
+                )
             rows.append(f"| {system} | " + " | ".join(cells) + " |")
     except (OSError, ValueError) as e:
         sys.exit(f"write_results.py: {e}")
@@ -105,7 +113,7 @@ def main() -> None:
     )
     text += "\n## Noise invariance (cosine similarity, clean vs noisy; higher = more invariant)\n\n"
     text += noise_invariance_tables(invariance)
-    text += "## Downstream ASR, WER % (sub/del/ins)\n\n"
+    text += "## Downstream ASR: WER % (sub/del/ins) / CER %\n\n"
     text += "| front-end student | " + " | ".join(args.test_sets) + " |\n"
     text += "| --- |" + " --- |" * len(args.test_sets) + "\n"
     text += "\n".join(rows) + "\n"
