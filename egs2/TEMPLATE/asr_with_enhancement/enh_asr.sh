@@ -303,13 +303,15 @@ if [ -z "${lm_tag}" ]; then
     [ "${lm_token_type}" = bpe ] && lm_tag+="${nbpe}"
     [ -n "${lm_args}" ] && lm_tag+="$(echo "${lm_args}" | sed -e "s/--/\_/g" -e "s/[ |=/]//g")"
 fi
-[ -z "${enh_asr_stats_dir}" ] && enh_asr_stats_dir="${expdir}/enh_asr_stats_${feats_type}_${lang}_${token_type}"
+if [ -z "${enh_asr_stats_dir}" ]; then
+    enh_asr_stats_dir="${expdir}/enh_asr_stats_${feats_type}_${lang}_${token_type}"
+    [ "${token_type}" = bpe ] && enh_asr_stats_dir+="${nbpe}"
+    [ -n "${speed_perturb_factors}" ] && enh_asr_stats_dir+="_sp"
+fi
 if [ -z "${lm_stats_dir}" ]; then
     lm_stats_dir="${expdir}/lm_stats_${lang}_${lm_token_type}"
     [ "${lm_token_type}" = bpe ] && lm_stats_dir+="${nbpe}"
 fi
-[ "${token_type}" = bpe ] && enh_asr_stats_dir+="${nbpe}"
-[ -n "${speed_perturb_factors}" ] && enh_asr_stats_dir+="_sp"
 [ -z "${enh_asr_exp}" ] && enh_asr_exp="${expdir}/enh_asr_${enh_asr_tag}"
 [ -z "${lm_exp}" ] && lm_exp="${expdir}/lm_${lm_tag}"
 
@@ -326,7 +328,7 @@ if [ -z "${inference_tag}" ]; then
     inference_tag+="_enh_asr_model_$(echo "${inference_model}" | sed -e "s/\//_/g" -e "s/\.[^.]*$//g")"
 fi
 
-# Training arguments shared by stages 10 and 11 (the rule is a training option, so it is in the signature)
+# Training arguments of stage 11 (and of its signature: a different rule is a different training)
 _train_args="${enh_asr_args}"
 [ -n "${grad_rule}" ] && _train_args="--grad_rule ${grad_rule} ${_train_args}"
 
