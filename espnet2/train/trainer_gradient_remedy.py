@@ -6,7 +6,8 @@ apart, accumulates and all-reduces them per task, and combines them with a
 gradient rule (plain sum, Gradient Remedy, PCGrad, ...) from
 :mod:`espnet2.train.gradient_rules` once per optimizer step. All other
 parameters receive the ASR gradient unchanged. Everything else is ESPnet's:
-``run()``, validation, checkpoints and resume (the rules are stateless), AMP,
+``run()``, validation, checkpoints and resume (a stateful rule's state is
+kept beside them, see ``_load_rule_state``), AMP,
 gradient clipping, the non-finite skip, batch-step schedulers, reporter stats
 and the ``iterator_stop`` protocol under DDP.
 
@@ -38,8 +39,10 @@ import dataclasses
 import inspect
 import logging
 import math
+import os
 import time
 from contextlib import nullcontext
+from pathlib import Path
 from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 
 import torch
@@ -56,6 +59,7 @@ from espnet2.train.distributed_utils import DistributedOption
 from espnet2.train.reporter import SubReporter
 from espnet2.train.trainer import Trainer, TrainerOptions, autocast_args
 from espnet2.utils.build_dataclass import build_dataclass
+from espnet2.utils.nested_dict_action import NestedDictAction
 from espnet2.utils.types import str_or_none
 
 GR_STAT_NAMES = (
@@ -80,6 +84,7 @@ class GradientRemedyTrainerOptions(TrainerOptions):
     gr_granularity: str
     gr_apply: str
     gr_shared_params: Optional[List[str]]
+    grad_rule_conf: Dict = dataclasses.field(default_factory=dict)
 
 
 @dataclasses.dataclass
@@ -240,7 +245,8 @@ class GradientRemedyTrainer(Trainer):
             "front-end) parameters are combined: sum = plain multi-task learning, "
             "gr = Gradient Remedy (Hu et al. 2023), gr_project_only / "
             "gr_rescale_only = its two steps alone, pcgrad / pcgrad_sym = "
-            "PCGrad-style projection.",
+            "PCGrad-style projection; fixed, mgda, imtl_g, cagrad, nash_mtl, "
+            "aligned_mtl, gradvac = the baselines of docs/gradient_rules.md.",
         )
         group.add_argument(
             "--gr_K",
@@ -248,6 +254,14 @@ class GradientRemedyTrainer(Trainer):
             default=5.0,
             help="Gradient Remedy's rescale threshold: rescale when "
             "|G_SE'|/|G_ASR| > K (the released code's K=5).",
+        )
+        group.add_argument(
+            "--grad_rule_conf",
+            action=NestedDictAction,
+            default=dict(),
+            help="The rule's other options, e.g. {c: 0.4} (cagrad), {w_se: 0.3} "
+            "(fixed), {beta: 0.01} (gradvac); K comes from --gr_K. See "
+            "docs/gradient_rules.md.",
         )
         group.add_argument(
             "--gr_granularity",
@@ -310,6 +324,7 @@ class GradientRemedyTrainer(Trainer):
             rule=cls._build_rule(options),
             microbatch_apply=options.gr_apply == "microbatch",
         )
+        cls._load_rule_state(state.rule, options, reporter.epoch)
         state.buffer.install()
         model.train()
         all_steps_are_invalid = True
@@ -365,6 +380,7 @@ class GradientRemedyTrainer(Trainer):
             state.buffer.close()
             for optimizer in optimizers:
                 optimizer.zero_grad()
+        cls._save_rule_state(state.rule, options, reporter.epoch, distributed_option)
         if pending:
             logging.warning(
                 f"The last {pending} micro-batch(es) of the epoch were fewer than "
@@ -476,11 +492,63 @@ class GradientRemedyTrainer(Trainer):
     def _build_rule(
         cls, options: GradientRemedyTrainerOptions
     ) -> gradient_rules.GradientRule:
-        """The configured rule; ``--gr_K`` goes to the rules that take a K."""
+        """The configured rule: ``--grad_rule_conf``, plus ``--gr_K`` for the
+        rules that take a K."""
+        conf = dict(options.grad_rule_conf or {})
+        if "K" in conf:
+            raise ValueError("--grad_rule_conf: give K with --gr_K")
         rule_cls = gradient_rules.RULES[options.grad_rule]
-        takes_k = "K" in inspect.signature(rule_cls.__init__).parameters
-        conf = {"K": options.gr_K} if takes_k else {}
+        if "K" in inspect.signature(rule_cls.__init__).parameters:
+            conf["K"] = options.gr_K
         return gradient_rules.get_rule(options.grad_rule, **conf)
+
+    @staticmethod
+    def _rule_state_path(options: GradientRemedyTrainerOptions, epoch: int) -> Path:
+        """Where a stateful rule's state after ``epoch`` is kept."""
+        return Path(options.output_dir) / "grad_rule_state" / f"{epoch}epoch.pth"
+
+    @classmethod
+    def _load_rule_state(
+        cls,
+        rule: gradient_rules.GradientRule,
+        options: GradientRemedyTrainerOptions,
+        epoch: int,
+    ) -> None:
+        """Continue a stateful rule (gradvac) from the previous epoch's state.
+
+        ESPnet's checkpoint holds only the model, optimizers, schedulers, scaler
+        and reporter, and the rule is rebuilt every epoch, so the state of epoch
+        ``e`` is saved to ``grad_rule_state/<e>epoch.pth`` before the
+        checkpoint of epoch ``e``: a resumed run finds exactly its state.
+        """
+        if not rule.stateful or epoch <= 1:
+            return
+        path = cls._rule_state_path(options, epoch - 1)
+        if path.exists():
+            rule.load_state_dict(torch.load(path, map_location="cpu"))
+        else:
+            logging.warning(f"{path} is missing: {rule!r} starts from scratch")
+
+    @classmethod
+    def _save_rule_state(
+        cls,
+        rule: gradient_rules.GradientRule,
+        options: GradientRemedyTrainerOptions,
+        epoch: int,
+        distributed_option: DistributedOption,
+    ) -> None:
+        """Rank 0 writes a stateful rule's state (atomically). Every rank has the
+        same state in --gr_apply step mode (computed from all-reduced gradients)
+        and reads the file back next epoch (a shared output_dir, as ESPnet's
+        resume assumes)."""
+        state = rule.state_dict()
+        if not state or distributed_option.dist_rank not in (None, 0):
+            return
+        path = cls._rule_state_path(options, epoch)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.tmp")
+        torch.save({k: v.cpu() for k, v in state.items()}, tmp)
+        os.replace(tmp, path)
 
     @classmethod
     def shared_parameters(
