@@ -4,7 +4,7 @@
 # (Guimaraes et al. 2024); measure the noise invariance of the student's features before and after
 # distillation; train and score a downstream ASR on each student as a frozen front-end.
 #
-#   ./run.sh                        # everything, a few minutes on a 2-core CPU (tiny random teacher)
+#   ./run.sh                        # everything (tiny random teacher): ~30 min on a busy 2-core CPU
 #   ./run.sh --smoke true           # CI smoke run: smoke corpus, one epoch per training
 #   ./run.sh --grad_rule gr         # Gradient Remedy between distillation and denoising
 #   ./run.sh --teacher_kind hf --teacher_path /models/wavlm-base-plus \

@@ -55,8 +55,11 @@ def test_smoke_run_writes_noise_invariance_and_wer_results(tmp_path):
     # the distilled student differs from the initial one
     assert invariance["before"] != invariance["after"]
     results = (exp / "RESULTS.md").read_text()
-    assert "## Noise invariance" in results and "## Downstream ASR, WER" in results
-    assert "| after | " in results.split("## Downstream ASR")[1]
+    assert "## Noise invariance" in results and "Mean-centred:" in results
+    downstream = results.split("## Downstream ASR: WER % (sub/del/ins) / CER %")[1]
+    assert "| after | " in downstream
+    for unit in ("wer", "cer"):  # both scored by sclite (or the built-in scorer)
+        assert (exp / f"asr_after/decode_et05_simu_isolated_1ch_track/score_{unit}/result.txt").is_file()
     # the distillation used the gradient-rule trainer (its stats are in the log)
     assert "gr_cos=" in proc.stdout + proc.stderr
     # a second run finds every stage complete and redoes no training
