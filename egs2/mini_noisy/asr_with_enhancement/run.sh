@@ -30,7 +30,10 @@ while [ $# -gt 0 ]; do
             [ $# -ge 2 ] || { log "Error: --grad_rules needs a value, e.g. \"sum gr\""; exit 2; }
             grad_rules=$2; shift 2 ;;
         --help|-h)
-            enh_asr_opts+=("$1"); shift ;;
+            sed -n '2,9p' "$0" | sed 's/^# \{0,1\}//'
+            echo "Options of run.sh: --smoke true|false (default ${smoke}), --grad_rules \"<rules>\" (default \"${grad_rules}\")."
+            echo "Options of enh_asr.sh (every other option is passed on):"
+            cd "$(dirname "$0")" && exec ./enh_asr.sh --help ;;
         *)
             [ $# -ge 2 ] || { log "Error: option '$1' has no value"; exit 2; }
             enh_asr_opts+=("$1" "$2"); shift 2 ;;
