@@ -3,7 +3,8 @@
 The smoke configuration (tiny corpus, tiny model, one epoch; conf/tuning/train_enh_asr_smoke.yaml) does not
 learn: these tests protect the wiring and the recipe's promises, not the numbers. The run happens in a copy
 of the recipe (recipes write data/, dump*/, exp*/ in place) whose TEMPLATE, tools and espnet2 are the
-repository's. Measured on an idle 2-core machine: see the module-level TIMING note in the report.
+repository's. Measured: the smoke run took 572 s and this module 621 s on a shared 2-core machine at load
+average ~8, using 5.3 CPU-minutes in all, i.e. about 5 minutes of wall time on an idle 2-core machine.
 """
 
 from __future__ import annotations
