@@ -20,7 +20,10 @@ step in any of them):
 
 and the time inside ``_apply_rule`` alone. Repetitions are interleaved (the
 variant order rotates each round) and medians are reported, after warm-up
-rounds. Peak memory is measured per variant in a fresh subprocess: on CPU the
+rounds. On CPU both wall-clock and process CPU time are reported: on a shared,
+oversubscribed machine wall-clock mostly measures the neighbours, while the CPU
+time of this single-threaded process (OMP_NUM_THREADS=1) measures its own
+work (cache and memory-bandwidth contention still leak into it). Peak memory is measured per variant in a fresh subprocess: on CPU the
 growth of the resident-set high-water mark (VmHWM, reset just before three
 steps) over the resident set before them; on CUDA the growth of
 ``torch.cuda.max_memory_allocated`` over the allocated memory before them.
@@ -28,7 +31,8 @@ steps) over the resident set before them; on CUDA the growth of
 Usage::
 
     OMP_NUM_THREADS=1 tools/venv/bin/python bench/bench_gradient_remedy_step.py \
-        [--models small paper] [--rounds 7] [--warmup 2] [--device cpu]
+        [--models small paper] [--rounds 7] [--warmup 2] [--device cpu] \
+        [--skip_memory]
 
 Targets (docs/gradient_remedy_trainer.md): GR <= 1.05 x floor, rule <= 1% of
 the GR step.
@@ -99,7 +103,7 @@ def build(name: str, device: str):
 def step_functions(
     model, batch, options, rule, sync: Callable[[], None]
 ) -> Dict[str, Callable]:
-    """One callable per variant; each returns the seconds spent in the rule (or 0)."""
+    """One callable per variant; each returns the (wall, CPU) seconds in the rule."""
     from espnet2.train.trainer_gradient_remedy import GradientRemedyTrainer as T
 
     shared = [p for _, p in model.shared_parameters()]
@@ -109,7 +113,7 @@ def step_functions(
         model.zero_grad(set_to_none=True)
         out = model(**batch)
         (out["task_losses"]["asr"] + out["task_losses"]["se"]).backward()
-        return 0.0
+        return 0.0, 0.0
 
     def floor() -> float:
         model.zero_grad(set_to_none=True)
@@ -117,41 +121,48 @@ def step_functions(
         losses = out["task_losses"]
         torch.autograd.grad(losses["se"], shared, retain_graph=True)
         (losses["asr"] + losses["se"]).backward()
-        return 0.0
+        return 0.0, 0.0
 
     def gr() -> float:
         buffer.install()
         losses, _, _ = T._forward(model, batch, None, options, distributed=False)
         T._task_gradients(losses, buffer, None)
         sync()
-        start = time.perf_counter()
+        start, start_cpu = time.perf_counter(), time.process_time()
         T._apply_rule(rule, buffer)
         sync()
-        return time.perf_counter() - start
+        return time.perf_counter() - start, time.process_time() - start_cpu
 
     return {"mtl": mtl, "floor": floor, "gr": gr}
 
 
 def time_model(name: str, device: str, rounds: int, warmup: int) -> Dict[str, float]:
+    """Medians of wall-clock and process CPU seconds per variant and in the rule.
+
+    CPU time counts only this (single-threaded) process's own work, so on a
+    shared, oversubscribed CPU it is the steadier of the two clocks.
+    """
     model, batch, options, rule = build(name, device)
     sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
     fns = step_functions(model, batch, options, rule, sync)
-    times: Dict[str, List[float]] = {v: [] for v in VARIANTS}
-    rule_times: List[float] = []
+    samples: Dict[str, List[float]] = {}
     for r in range(warmup + rounds):
         order = VARIANTS[r % 3 :] + VARIANTS[: r % 3]
         for variant in order:
             sync()
-            start = time.perf_counter()
-            in_rule = fns[variant]()
+            start, start_cpu = time.perf_counter(), time.process_time()
+            rule_wall, rule_cpu = fns[variant]()
             sync()
-            elapsed = time.perf_counter() - start
+            measured = {
+                f"wall_{variant}": time.perf_counter() - start,
+                f"cpu_{variant}": time.process_time() - start_cpu,
+            }
+            if variant == "gr":
+                measured.update(wall_rule=rule_wall, cpu_rule=rule_cpu)
             if r >= warmup:
-                times[variant].append(elapsed)
-                if variant == "gr":
-                    rule_times.append(in_rule)
-    result = {v: statistics.median(t) for v, t in times.items()}
-    result["rule"] = statistics.median(rule_times)
+                for key, value in measured.items():
+                    samples.setdefault(key, []).append(value)
+    result = {key: statistics.median(values) for key, values in samples.items()}
     result["params_se"] = sum(p.numel() for _, p in model.shared_parameters())
     result["params_all"] = sum(p.numel() for p in model.parameters())
     return result
@@ -212,6 +223,9 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=2, help="untimed rounds first")
     default_device = "cuda" if torch.cuda.is_available() else "cpu"
     parser.add_argument("--device", default=default_device)
+    parser.add_argument(
+        "--skip_memory", action="store_true", help="timing only (no memory children)"
+    )
     parser.add_argument("--_memory_child", nargs=2, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args._memory_child:
@@ -227,25 +241,32 @@ def main() -> None:
     rows = {}
     for name in args.models:  # timing first: the model is freed before the children
         rows[name] = time_model(name, args.device, args.rounds, args.warmup)
-    for name in args.models:
-        for variant in VARIANTS:
-            rows[name][f"mem_{variant}"] = peak_memory(name, variant, args.device)
-    mem_kind = "max_memory_allocated" if args.device == "cuda" else "VmHWM growth"
-    header = (
-        f"{'model':<7}{'SE/all params':>18}{'MTL s':>9}{'floor s':>9}{'GR s':>9}"
-        f"{'rule ms':>9}{'floor/MTL':>11}{'GR/floor':>10}{'rule/GR':>9}"
-        f"   peak MiB ({mem_kind}) MTL / floor / GR"
-    )
-    print(header)
-    for name, r in rows.items():
+    if not args.skip_memory:
+        for name in args.models:
+            for variant in VARIANTS:
+                memory = peak_memory(name, variant, args.device)
+                rows[name][f"mem_{variant}"] = memory
+    clocks = ["wall"] if args.device == "cuda" else ["cpu", "wall"]
+    for clock in clocks:
+        print(f"\n{clock} seconds per step (rule in ms)")
         print(
-            f"{name:<7}{r['params_se'] / 1e6:>8.2f}M/{r['params_all'] / 1e6:>7.2f}M"
-            f"{r['mtl']:>9.3f}{r['floor']:>9.3f}{r['gr']:>9.3f}{r['rule'] * 1e3:>9.2f}"
-            f"{r['floor'] / r['mtl']:>11.2f}{r['gr'] / r['floor']:>10.3f}"
-            f"{r['rule'] / r['gr']:>9.2%}"
-            f"   {r['mem_mtl']:.0f} / {r['mem_floor']:.0f} / {r['mem_gr']:.0f}"
+            f"{'model':<7}{'SE/all params':>18}{'MTL':>9}{'floor':>9}{'GR':>9}"
+            f"{'rule':>9}{'floor/MTL':>11}{'GR/floor':>10}{'rule/GR':>9}"
         )
-    print("targets: GR/floor <= 1.05, rule/GR <= 1%")
+        for name, r in rows.items():
+            mtl, floor, gr = (r[f"{clock}_{v}"] for v in VARIANTS)
+            rule = r[f"{clock}_rule"]
+            print(
+                f"{name:<7}{r['params_se'] / 1e6:>8.2f}M/{r['params_all'] / 1e6:>7.2f}M"
+                f"{mtl:>9.3f}{floor:>9.3f}{gr:>9.3f}{rule * 1e3:>9.2f}"
+                f"{floor / mtl:>11.2f}{gr / floor:>10.3f}{rule / gr:>9.2%}"
+            )
+    if not args.skip_memory:
+        kind = "max_memory_allocated" if args.device == "cuda" else "VmHWM growth"
+        print(f"\npeak memory MiB ({kind}): MTL / floor / GR")
+        for name, r in rows.items():
+            print(f"{name:<7}" + " / ".join(f"{r[f'mem_{v}']:.0f}" for v in VARIANTS))
+    print("\ntargets: GR/floor <= 1.05, rule/GR <= 1%")
 
 
 if __name__ == "__main__":
