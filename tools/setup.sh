@@ -78,8 +78,11 @@ if [ "$(cat "${stamp}" 2>/dev/null)" != "${want}" ]; then
     rm -f "${stamp}"
     log "installing the pinned packages of ${requirements} (first time: a few minutes, about 5 GB)"
     # pip newer than 24.x refuses espnet's ci_sdr dependency (a URL requirement in one of its extras).
-    "${venv}/bin/python" -m pip install -q --disable-pip-version-check "pip==24.0"
-    "${venv}/bin/python" -m pip install -q --disable-pip-version-check -r "${requirements}"
+    # (grep drops pip's notes about this machine's unused local index folders.)
+    "${venv}/bin/python" -m pip install -q --disable-pip-version-check "pip==24.0" 2>&1 \
+        | { grep -v "is ignored: it is neither a file nor a directory" || true; }
+    "${venv}/bin/python" -m pip install -q --disable-pip-version-check -r "${requirements}" 2>&1 \
+        | { grep -v "is ignored: it is neither a file nor a directory" || true; }
 fi
 
 # 5. Import check; only a passing check writes the stamp.
@@ -88,7 +91,8 @@ import importlib.metadata as md
 import espnet2.tasks.enh_s2t  # noqa: F401  (installed ESPnet)
 import espnet2.train.trainer_gradient_remedy  # noqa: F401  (this repository's overlay)
 names = ["torch", "torchaudio", "espnet", "sentencepiece", "kaldiio", "soundfile",
-         "pystoi", "mir_eval", "espeakng-loader", "matplotlib", "tensorboard", "pytest", "hypothesis"]
+         "pystoi", "mir_eval", "espeakng-loader", "matplotlib", "tensorboard", "transformers",
+         "pytest", "hypothesis"]
 print("[setup] " + ", ".join(f"{n} {md.version(n)}" for n in names))
 EOF
 ) 2>&1 | grep -v -e "nltk_data" -e "Flash Attention"
