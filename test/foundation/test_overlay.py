@@ -8,6 +8,7 @@ site-packages, and ESPnet's installed files are exactly what pip installed.
 import base64
 import hashlib
 import importlib.metadata
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -79,8 +80,25 @@ def test_setup_py_wheel_installs_no_espnet2_files(tmp_path):
     (wheel,) = tmp_path.glob("*.whl")
     names = zipfile.ZipFile(wheel).namelist()
     assert not [n for n in names if n.startswith("espnet2/")], names
-    requires = [n for n in names if n.endswith("METADATA")]
-    metadata = zipfile.ZipFile(wheel).read(requires[0]).decode()
-    # The same pins as tools/requirements.txt.
-    assert "Requires-Dist: espnet==202511" in metadata
-    assert "Requires-Dist: torch==2.11.0" in metadata
+    (metadata_name,) = [n for n in names if n.endswith(".dist-info/METADATA")]
+    metadata = zipfile.ZipFile(wheel).read(metadata_name).decode()
+    # The same pins as tools/requirements.txt: every line of it is a requirement
+    # of the wheel (core ones unconditionally, grouped ones under their extra).
+    # Compared in a canonical form: setuptools versions write "torch ==2.11.0"
+    # or "torch==2.11.0", and "mir_eval" or "mir-eval" (PEP 503 names).
+    def canonical(requirement: str) -> str:
+        name, version = requirement.replace(" ", "").split("==")
+        return re.sub(r"[-_.]+", "-", name).lower() + "==" + version
+
+    requires = {
+        canonical(line.split(":", 1)[1].split(";")[0])
+        for line in metadata.splitlines()
+        if line.startswith("Requires-Dist:")
+    }
+    pins = {
+        canonical(line.strip())
+        for line in (REPO / "tools" / "requirements.txt").read_text().splitlines()
+        if line.strip() and not line.startswith("#")
+    }
+    assert {"torch==2.11.0", "espnet==202511"} <= pins
+    assert pins == requires, pins ^ requires
