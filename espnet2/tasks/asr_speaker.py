@@ -26,8 +26,12 @@ from espnet2.asr.speaker_adversarial import (
 from espnet2.tasks.asr import ASRTask
 
 
-class ASRSpeakerTask(ASRTask):
-    """ESPnet's ASR task with a speaker branch on the encoder."""
+class SpeakerBranchTaskMixin:
+    """Task options and data shared by every task with a speaker branch.
+
+    Adds ``--speaker_branch_conf`` and the optional data name ``spk_labels``;
+    the task's ``build_model`` attaches the branch.
+    """
 
     @classmethod
     def add_task_arguments(cls, parser: argparse.ArgumentParser):
@@ -39,6 +43,10 @@ class ASRSpeakerTask(ASRTask):
         cls, train: bool = True, inference: bool = False
     ) -> Tuple[str, ...]:
         return super().optional_data_names(train, inference) + ("spk_labels",)
+
+
+class ASRSpeakerTask(SpeakerBranchTaskMixin, ASRTask):
+    """ESPnet's ASR task with a speaker branch on the encoder."""
 
     @classmethod
     def build_model(cls, args: argparse.Namespace) -> ESPnetASRModel:

@@ -9,30 +9,16 @@ ignored).
 """
 
 import argparse
-from typing import Tuple
 
-from espnet2.asr.speaker_adversarial import (
-    add_speaker_branch_arguments,
-    build_speaker_adversary,
-)
+from espnet2.asr.speaker_adversarial import build_speaker_adversary
 from espnet2.asr.speaker_adversarial_enh_s2t import TwoTaskEnhS2TSpeakerModel
 from espnet2.enh.espnet_enh_s2t_two_task_model import TwoTaskEnhS2TModel
+from espnet2.tasks.asr_speaker import SpeakerBranchTaskMixin
 from espnet2.tasks.enh_s2t_gr import EnhS2TGRTask
 
 
-class EnhS2TGRSpeakerTask(EnhS2TGRTask):
+class EnhS2TGRSpeakerTask(SpeakerBranchTaskMixin, EnhS2TGRTask):
     """The two-task joint SE + ASR task with a speaker branch on the ASR encoder."""
-
-    @classmethod
-    def add_task_arguments(cls, parser: argparse.ArgumentParser):
-        super().add_task_arguments(parser)
-        add_speaker_branch_arguments(parser)
-
-    @classmethod
-    def optional_data_names(
-        cls, train: bool = True, inference: bool = False
-    ) -> Tuple[str, ...]:
-        return super().optional_data_names(train, inference) + ("spk_labels",)
 
     @classmethod
     def build_model(cls, args: argparse.Namespace) -> TwoTaskEnhS2TModel:
