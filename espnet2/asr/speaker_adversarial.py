@@ -386,7 +386,7 @@ def add_speaker_branch_arguments(parser: argparse.ArgumentParser) -> None:
         help="Speaker branch on the ASR encoder; empty (default) means none. Keys: "
         "num_speakers (required), fork (in|mid|out|layer number), mode (mt|al), "
         "lambda_mt, lambda_max, gamma, total_steps (training batches of the run, "
-        "or 'auto' = max_epoch * num_iters_per_epoch), branch_only_from, "
+        "or 'auto' = max_epoch * the batches of one epoch), branch_only_from, "
         "joint_from, channels, kernel_size, tau. See "
         "espnet2/asr/speaker_adversarial.py and docs/speaker_branch.md.",
     )
@@ -397,8 +397,9 @@ def build_speaker_adversary(
 ) -> Optional[SpeakerAdversary]:
     """The adversary that ``args.speaker_branch_conf`` asks for, or None if empty.
 
-    ``total_steps: auto`` resolves to ``max_epoch * num_iters_per_epoch`` and
-    needs ``--num_iters_per_epoch``.
+    ``total_steps: auto`` resolves to ``max_epoch * num_iters_per_epoch`` here;
+    without ``--num_iters_per_epoch`` the speaker tasks resolve it first
+    (``SpeakerBranchTaskMixin.resolve_auto_total_steps``).
     """
     conf = dict(getattr(args, "speaker_branch_conf", None) or {})
     if not conf:
@@ -412,8 +413,9 @@ def build_speaker_adversary(
         iters = getattr(args, "num_iters_per_epoch", None)
         if not iters:
             raise ValueError(
-                "speaker_branch_conf.total_steps: auto needs --num_iters_per_epoch; "
-                "otherwise give the number of training batches of the whole run"
+                "speaker_branch_conf.total_steps: auto needs --num_iters_per_epoch "
+                "here (the speaker tasks count the batches themselves); otherwise "
+                "give the number of training batches of the whole run"
             )
         conf["total_steps"] = int(args.max_epoch) * int(iters)
     try:

@@ -15,15 +15,21 @@ stock ``asr_inference`` loads the checkpoints (the branch's
 """
 
 import argparse
-from typing import Tuple
+import logging
+from typing import Optional, Tuple
+
+import torch
 
 from espnet2.asr.espnet_model import ESPnetASRModel
 from espnet2.asr.speaker_adversarial import (
     ESPnetASRSpeakerModel,
+    SpeakerAdversary,
     add_speaker_branch_arguments,
     build_speaker_adversary,
 )
 from espnet2.tasks.asr import ASRTask
+from espnet2.train.distributed_utils import DistributedOption
+from espnet2.utils.build_dataclass import build_dataclass
 
 
 class SpeakerBranchTaskMixin:
@@ -44,6 +50,53 @@ class SpeakerBranchTaskMixin:
     ) -> Tuple[str, ...]:
         return super().optional_data_names(train, inference) + ("spk_labels",)
 
+    @classmethod
+    def build_speaker_adversary(
+        cls, encoder: torch.nn.Module, args: argparse.Namespace
+    ) -> Optional[SpeakerAdversary]:
+        """The branch ``args.speaker_branch_conf`` asks for on ``encoder``, or None.
+
+        None as well with ``--collect_stats true``: the statistics never run the
+        branch, so a recipe collects them with the branch config before any
+        speaker label or count exists. ``total_steps: auto`` without
+        ``--num_iters_per_epoch`` is resolved here (see
+        :meth:`resolve_auto_total_steps`).
+        """
+        if getattr(args, "collect_stats", False):
+            return None
+        cls.resolve_auto_total_steps(args)
+        return build_speaker_adversary(encoder, args)
+
+    @classmethod
+    def resolve_auto_total_steps(cls, args: argparse.Namespace) -> None:
+        """Replace ``total_steps: auto`` by ``max_epoch`` x the training batches of
+        one epoch, counted with this task's own training iterator (the batches the
+        trainer will iterate; under DDP every rank runs that many).
+
+        The number is written back into ``args.speaker_branch_conf`` before ESPnet
+        dumps ``config.yaml`` (``build_model`` runs first), so a model rebuilt from
+        that file (inference, probing) needs no training data. With
+        ``--num_iters_per_epoch`` the adversary resolves ``auto`` itself.
+        """
+        conf = getattr(args, "speaker_branch_conf", None) or {}
+        if conf.get("total_steps") != "auto" or getattr(args, "num_iters_per_epoch", None):
+            return
+        if args.iterator_type != "sequence":
+            raise ValueError(
+                "speaker_branch_conf.total_steps: auto counts the batches of the "
+                f"'sequence' iterator, not '{args.iterator_type}'; give "
+                "--num_iters_per_epoch or the number of training batches of the run"
+            )
+        factory = cls.build_iter_factory(
+            args, build_dataclass(DistributedOption, args), mode="train"
+        )
+        batches = len(factory.sampler)
+        total = int(args.max_epoch) * batches
+        logging.info(
+            f"speaker branch: total_steps auto = {args.max_epoch} epochs x {batches} batches = {total}"
+        )
+        args.speaker_branch_conf = {**conf, "total_steps": total}
+
 
 class ASRSpeakerTask(SpeakerBranchTaskMixin, ASRTask):
     """ESPnet's ASR task with a speaker branch on the encoder."""
@@ -51,7 +104,7 @@ class ASRSpeakerTask(SpeakerBranchTaskMixin, ASRTask):
     @classmethod
     def build_model(cls, args: argparse.Namespace) -> ESPnetASRModel:
         model = super().build_model(args)
-        adversary = build_speaker_adversary(model.encoder, args)
+        adversary = cls.build_speaker_adversary(model.encoder, args)
         if adversary is None:
             return model
         return ESPnetASRSpeakerModel.adopt(model, adversary)

@@ -10,7 +10,6 @@ ignored).
 
 import argparse
 
-from espnet2.asr.speaker_adversarial import build_speaker_adversary
 from espnet2.asr.speaker_adversarial_enh_s2t import TwoTaskEnhS2TSpeakerModel
 from espnet2.enh.espnet_enh_s2t_two_task_model import TwoTaskEnhS2TModel
 from espnet2.tasks.asr_speaker import SpeakerBranchTaskMixin
@@ -23,7 +22,7 @@ class EnhS2TGRSpeakerTask(SpeakerBranchTaskMixin, EnhS2TGRTask):
     @classmethod
     def build_model(cls, args: argparse.Namespace) -> TwoTaskEnhS2TModel:
         model = super().build_model(args)
-        adversary = build_speaker_adversary(model.s2t_model.encoder, args)
+        adversary = cls.build_speaker_adversary(model.s2t_model.encoder, args)
         if adversary is None:
             return model
         return TwoTaskEnhS2TSpeakerModel.from_two_task_model(model, adversary)

@@ -63,7 +63,7 @@ def test_gradient_remedy_training_with_al_branch_then_stock_joint_decoding(tmp_p
         "--token_type", "char", "--token_list", str(tmp_path / "tokens.txt"),
         "--text_name", "text_spk1", "--use_preprocessor", "true",
         "--batch_type", "unsorted", "--batch_size", "2",
-        "--max_epoch", "2", "--num_iters_per_epoch", "2",
+        "--max_epoch", "2",
         "--train_shape_file", f"{data}/speech_shape", "--valid_shape_file", f"{data}/speech_shape",
     ]
     inputs = [
@@ -77,8 +77,13 @@ def test_gradient_remedy_training_with_al_branch_then_stock_joint_decoding(tmp_p
     run = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path)
     assert run.returncode == 0, run.stderr[-3000:]
 
+    # total_steps auto, no --num_iters_per_epoch: the task counts the batches of one
+    # epoch (4 utterances, unsorted batches of 2 -> 2) and config.yaml records
+    # 2 epochs x 2 = 4, which is also the number of training forwards the counter saw.
+    recorded = yaml.safe_load((exp / "config.yaml").read_text())["speaker_branch_conf"]
+    assert recorded["total_steps"] == 4
     state = torch.load(exp / "2epoch.pth", map_location="cpu")
-    assert int(state["speaker_adversary.step"]) == 4  # 2 epochs x 2 batches
+    assert int(state["speaker_adversary.step"]) == 4
     assert "lambda_spk=" in run.stderr and "gr_" in run.stderr  # both reported
 
     from espnet2.bin.asr_inference import Speech2Text
@@ -89,3 +94,18 @@ def test_gradient_remedy_training_with_al_branch_then_stock_joint_decoding(tmp_p
     )
     wav = soundfile.read(str(data / "spk0-utt0_SIMU.wav"), dtype="float32")[0]
     assert isinstance(s2t(wav)[0][0][0], str)
+
+
+def test_collect_stats_builds_the_model_without_the_branch():
+    """Stage 10 of a recipe collects statistics with the branch config before any
+    speaker label exists (no num_speakers): the statistics never run the branch,
+    so none is built and the config's other keys are not checked yet."""
+    import argparse
+
+    from espnet2.tasks.enh_s2t_gr_speaker import EnhS2TGRSpeakerTask
+
+    args = argparse.Namespace(collect_stats=True, speaker_branch_conf={"mode": "al"})
+    assert EnhS2TGRSpeakerTask.build_speaker_adversary(torch.nn.Identity(), args) is None
+    args.collect_stats = False
+    with pytest.raises(ValueError, match="num_speakers"):
+        EnhS2TGRSpeakerTask.build_speaker_adversary(torch.nn.Identity(), args)
