@@ -29,6 +29,13 @@ JOINT_CONFIGS = [
     (corpus, p.name)
     for corpus, recipe in RECIPES.items()
     for p in sorted((recipe / "conf/tuning").glob("train_enh_asr_*.yaml"))
+    if "_speaker_" not in p.name
+]
+# Adi et al. 2019 on CHiME-4: the GR system plus a speaker branch, MT / AL x IN / MID / OUT
+SPEAKER_CONFIGS = [
+    (mode, fork, f"train_enh_asr_blstm_conformer_gr_speaker_{mode}_{fork}.yaml")
+    for mode in ("mt", "al")
+    for fork in ("in", "mid", "out")
 ]
 
 
@@ -50,6 +57,8 @@ def test_every_recipe_has_the_paper_setting_one_config_per_rule_and_the_baseline
             "decode.yaml",
             "train_lm_lstm.yaml",
         }
+        if corpus == "chime4":
+            expected |= {name for _, _, name in SPEAKER_CONFIGS}
         assert names == expected, corpus
 
 
@@ -192,3 +201,30 @@ def test_lm_config_builds(tmp_path, corpus):
     path = RECIPES[corpus] / "conf/tuning/train_lm_lstm.yaml"
     args = LMTask.get_parser().parse_args(["--config", str(path), "--token_list", str(_tokens(tmp_path))])
     assert sum(p.numel() for p in LMTask.build_model(args).parameters()) > 0
+
+
+@pytest.mark.parametrize("mode, fork, name", SPEAKER_CONFIGS)
+def test_speaker_configs_are_the_gr_config_plus_the_branch_and_build(tmp_path, mode, fork, name):
+    """Baseline vs MT vs AL compares the branch alone: everything but speaker_branch_conf
+    is the GR config. The branch uses the paper's values (Adi et al. 2019: 200 maps,
+    width 5, lambda 0.5 for MT, lambda_max 0.2 for AL, staged training) and forks where
+    the paper's fractions put IN / MID / OUT in 12 Conformer blocks: after 1, 6, 11."""
+    from espnet2.tasks.enh_s2t_gr_speaker import EnhS2TGRSpeakerTask
+
+    tuning = RECIPES["chime4"] / "conf/tuning"
+    conf = load(tuning / name)
+    branch = conf.pop("speaker_branch_conf")
+    assert conf == load(tuning / "train_enh_asr_blstm_conformer_gr.yaml")
+    assert (branch["mode"], branch["fork"]) == (mode, fork)
+    assert (branch["channels"], branch["kernel_size"], branch["total_steps"]) == (200, 5, "auto")
+    assert branch.get("lambda_mt" if mode == "mt" else "lambda_max") == (0.5 if mode == "mt" else 0.2)
+    assert "num_speakers" not in branch  # enh_asr.sh sets it from the training speakers
+
+    args = EnhS2TGRSpeakerTask.get_parser().parse_args([
+        "--config", str(tuning / name), "--token_list", str(_tokens(tmp_path)),
+        "--speaker_branch_conf", "num_speakers=87", "--speaker_branch_conf", "total_steps=1000",
+    ])
+    model = EnhS2TGRSpeakerTask.build_model(args)
+    adversary = model.speaker_adversary
+    assert adversary.fork_layer == {"in": 1, "mid": 6, "out": 11}[fork]
+    assert adversary.branch.linear.out_features == 87

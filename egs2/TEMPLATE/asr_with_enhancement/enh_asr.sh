@@ -84,6 +84,8 @@ enh_asr_tag=       # Suffix to the result dir for joint training.
 enh_asr_exp=       # Specify the directory path for the joint experiment.
 enh_asr_stats_dir= # Specify the directory path for the statistics.
 enh_asr_config=    # Config for joint training.
+enh_asr_task=enh_s2t_gr # Training task: enh_s2t_gr, or enh_s2t_gr_speaker (adds the config's speaker_branch_conf;
+                        # speaker labels from the training set's utt2spk, num_speakers from their count).
 enh_asr_args=      # Arguments for joint training, e.g., "--max_epoch 10".
 grad_rule=         # Two-task gradient rule (sum, gr, gr_project_only, gr_rescale_only, pcgrad, ...: the trainer's);
                    # empty: the config's (or the trainer's default). Shorthand for --enh_asr_args "--grad_rule X".
@@ -186,6 +188,8 @@ Options:
     --enh_asr_exp       # Specify the directory path for the joint experiment (default="${enh_asr_exp}").
     --enh_asr_stats_dir # Specify the directory path for the statistics (default="${enh_asr_stats_dir}").
     --enh_asr_config    # Config for joint training (default="${enh_asr_config}").
+    --enh_asr_task      # enh_s2t_gr, or enh_s2t_gr_speaker: the speaker branch of the config's speaker_branch_conf,
+                        # trained on labels made from the training set's utt2spk (default="${enh_asr_task}").
     --enh_asr_args      # Arguments for joint training, e.g., "--max_epoch 10" (default="${enh_asr_args}").
     --grad_rule         # Two-task gradient rule: sum, gr, gr_project_only, gr_rescale_only, pcgrad, ... (the trainer's)
                         # (default="${grad_rule}": the config's).
@@ -244,6 +248,10 @@ _omp_threads=${OMP_NUM_THREADS:-1}
 case "${token_type}" in bpe|char) ;; *) log "Error: --token_type must be bpe or char, got '${token_type}'"; exit 2;; esac
 case "${audio_format}" in wav|flac) ;; *) log "Error: --audio_format must be wav or flac, got '${audio_format}'"; exit 2;; esac
 case "${feats_normalize}" in ""|global_mvn) ;; *) log "Error: --feats_normalize must be empty or global_mvn"; exit 2;; esac
+case "${enh_asr_task}" in
+    enh_s2t_gr|enh_s2t_gr_speaker) ;;
+    *) log "Error: --enh_asr_task must be enh_s2t_gr or enh_s2t_gr_speaker, got '${enh_asr_task}'"; exit 2 ;;
+esac
 if [ -n "${grad_rule}" ]; then
     # The trainer's registry is the list of rules (espnet2/train/gradient_rules.py)
     _rules=$(${python} -c "from espnet2.train.gradient_rules import RULES; print(' '.join(sorted(RULES)))")
@@ -682,7 +690,7 @@ if ! "${skip_train}"; then
             # The statistics do not depend on the rule: the config's trainer options are read, not applied.
             # shellcheck disable=SC2046,SC2086
             ${train_cmd} JOB=1:"${_nj}" "${_logdir}"/stats.JOB.log \
-                ${python} -m espnet2.bin.enh_s2t_gr_train --collect_stats true ${_token_args} \
+                ${python} -m "espnet2.bin.${enh_asr_task}_train" --collect_stats true ${_token_args} \
                     $(_data_args train "${_train_dir}") $(_data_args valid "${_valid_dir}") \
                     --train_shape_file "${_logdir}/train.JOB.scp" --valid_shape_file "${_logdir}/valid.JOB.scp" \
                     --output_dir "${_logdir}/stats.JOB" --config "${enh_asr_config}" ${enh_asr_args}
@@ -703,7 +711,7 @@ if ! "${skip_train}"; then
     if [ "${stage}" -le 11 ] && [ "${stop_stage}" -ge 11 ]; then
         log "Stage 11: Joint SE+ASR training (rule: ${grad_rule:-from the config}): ${_train_dir} -> ${enh_asr_exp} (log: ${enh_asr_exp}/train.log)"
         require_done "${enh_asr_stats_dir}/.done" 10
-        _sig=$(sig_of "${enh_asr_stats_dir}/.done" "${enh_asr_config}" "${_train_args}" "${feats_normalize}")
+        _sig=$(sig_of "${enh_asr_stats_dir}/.done" "${enh_asr_config}" "${_train_args}" "${feats_normalize}" "${enh_asr_task}")
         if is_done "${enh_asr_exp}/.done.train" "${_sig}"; then
             log "Stage 11: skipped: ${enh_asr_exp} is trained"
         else
@@ -723,6 +731,14 @@ if ! "${skip_train}"; then
             if [ "${feats_normalize}" = global_mvn ]; then
                 _opts+="--normalize global_mvn --normalize_conf stats_file=${enh_asr_stats_dir}/train/feats_stats.npz "
             fi
+            if [ "${enh_asr_task}" = enh_s2t_gr_speaker ]; then
+                # Integer speaker labels of the (filtered) training set; the validation speakers are not the
+                # training speakers, so validation gets none (its loss stays the ASR loss).
+                ${python} -m espnet2.bin.make_utt2spkid "${_train_dir}"
+                _opts+="--train_data_path_and_name_and_type ${_train_dir}/utt2spkid,spk_labels,text_int "
+                _opts+="--speaker_branch_conf num_speakers=$(<"${_train_dir}/spk2spkid" wc -l) "
+                log "Stage 11: speaker branch on $(<"${_train_dir}/spk2spkid" wc -l) training speakers (${_train_dir}/spk2spkid)"
+            fi
             _fold=$((enh_asr_speech_fold_length * 100))
             # The run's own command, for re-running this stage by hand
             echo "${run_args} --stage 11 --stop_stage 11 # Time: $(date)" >> "${enh_asr_exp}/run.sh"
@@ -735,7 +751,7 @@ if ! "${skip_train}"; then
                 ${python} -m espnet2.bin.launch --cmd "${cuda_cmd} --name ${enh_asr_exp}/train.log" \
                     --log "${enh_asr_exp}/train.log" --ngpu "${ngpu}" --num_nodes "${num_nodes}" \
                     --init_file_prefix "${enh_asr_exp}/.dist_init_" --multiprocessing_distributed true -- \
-                    ${python} -m espnet2.bin.enh_s2t_gr_train ${_token_args} \
+                    ${python} -m "espnet2.bin.${enh_asr_task}_train" ${_token_args} \
                         $(_data_args train "${_train_dir}") $(_data_args valid "${_valid_dir}") \
                         --train_shape_file "${enh_asr_stats_dir}/train/speech_shape" \
                         --train_shape_file "${enh_asr_stats_dir}/train/speech_ref1_shape" \

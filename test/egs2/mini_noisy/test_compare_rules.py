@@ -202,3 +202,30 @@ def test_reads_results_written_by_the_recipe_scorer(tmp_path):
     errors, ref_words = compare_rules.read_result(score_dir / "result.txt", ids)
     assert errors == {"u1": 2, "u2": 0, "u3": 0, "u4": 1}
     assert ref_words == {"u1": 3, "u2": 2, "u3": 1, "u4": 2}
+
+
+def test_systems_named_by_nested_config_keys_with_a_name_for_none(tmp_path):
+    """The speaker-branch comparison names systems by speaker_branch_conf.mode and .fork
+    ('al_mid'); the baseline's config has an empty speaker_branch_conf and takes
+    --missing_name. A system with only one of the keys is refused (its name would be
+    ambiguous)."""
+    data = write_data_dir(tmp_path)
+    base = write_system(tmp_path, "sum", 1, SUM[1])
+    al = write_system(tmp_path, "gr", 1, GR[1])
+    (base / "config.yaml").write_text("speaker_branch_conf: {}\nseed: 1\n")
+    (al / "config.yaml").write_text("speaker_branch_conf: {mode: al, fork: mid}\nseed: 1\n")
+    lines = compare(
+        [base, al], data, tmp_path / "o", name_key="speaker_branch_conf.mode,speaker_branch_conf.fork",
+        baseline="baseline", n_boot=200, missing_name="baseline",
+    )
+    rows = {}  # the overall table comes first; the per-SNR table repeats the names
+    for line in lines:
+        if line.startswith("| ") and "seeds" not in line:
+            rows.setdefault(line.split(" | ")[0][2:], line)
+    # pooled WER of GR[1]: 2 errors / 30 words; vs the baseline's 6 / 30
+    assert rows["al_mid"].split(" | ")[2].startswith("6.67 ")
+    assert rows["al_mid"].split(" | ")[3].startswith("-13.33 ")
+    (al / "config.yaml").write_text("speaker_branch_conf: {mode: al}\nseed: 1\n")
+    with pytest.raises(CompareError, match="config.yaml: no 'speaker_branch_conf.fork' entry"):
+        compare([base, al], data, tmp_path / "o", name_key="speaker_branch_conf.mode,speaker_branch_conf.fork",
+                baseline="baseline", n_boot=200, missing_name="baseline")

@@ -4,8 +4,10 @@
 Input: the experiment dirs of several systems (one per gradient rule and training seed), each
 decoded and scored by ``enh_asr.sh`` (stage 14). For every dir this reads
 
-* ``config.yaml``: the system's name (the value of ``--name_key``, default ``grad_rule``) and
-  ``seed``;
+* ``config.yaml``: the system's name and ``seed``. The name is the value of ``--name_key``
+  (default ``grad_rule``): comma-separated keys, dotted for nested ones, values joined by
+  ``_`` (e.g. ``speaker_branch_conf.mode,speaker_branch_conf.fork`` -> ``al_mid``); a system
+  with none of them is named ``--missing_name`` when given (e.g. ``baseline``), else refused;
 * ``<inference_tag>/<test set>/score_<type>/result.txt``: the per-utterance counts sclite (or the
   built-in scorer) writes, ``id: (<spk>-<utt>)`` then ``Scores: (#C #S #D #I) c s d i``;
 * ``train_wall_time_s`` (one line of seconds per training attempt, written by stage 11) and
@@ -75,7 +77,7 @@ class System:
 
     Attributes:
         exp: the experiment dir.
-        rule: the system's name (``config.yaml[name_key]``).
+        rule: the system's name (from ``config.yaml``, see ``read_config``).
         seed: the training seed (``config.yaml[seed]``).
         errors: ``{utt: S + D + I}``.
         ref_words: ``{utt: C + S + D}``.
@@ -156,7 +158,20 @@ def read_result(path: Path, ids: Dict[str, str]) -> Tuple[Dict[str, int], Dict[s
     return errors, ref_words
 
 
-def read_config(exp: Path, name_key: str) -> Tuple[str, int]:
+_ABSENT = object()
+
+
+def _lookup(config: dict, dotted: str) -> object:
+    value: object = config
+    for part in dotted.split("."):
+        if not isinstance(value, dict) or part not in value:
+            return _ABSENT
+        value = value[part]
+    return value
+
+
+def read_config(exp: Path, name_key: str, missing_name: Optional[str] = None) -> Tuple[str, int]:
+    """``(name, seed)`` of a system; see the module docstring for ``name_key``."""
     import yaml
 
     path = exp / "config.yaml"
@@ -165,12 +180,18 @@ def read_config(exp: Path, name_key: str) -> Tuple[str, int]:
             config = yaml.safe_load(f) or {}
     except OSError:
         raise CompareError(f"{path}: missing (not an ESPnet experiment dir?)") from None
-    for key in (name_key, "seed"):
-        if key not in config:
-            raise CompareError(f"{path}: no '{key}' entry")
+    if "seed" not in config:
+        raise CompareError(f"{path}: no 'seed' entry")
     if isinstance(config["seed"], bool) or not isinstance(config["seed"], int):
         raise CompareError(f"{path}: seed must be an integer, got {config['seed']!r}")
-    return str(config[name_key]), config["seed"]
+    keys = name_key.split(",")
+    values = [_lookup(config, key) for key in keys]
+    if all(v is _ABSENT for v in values) and missing_name is not None:
+        return missing_name, config["seed"]
+    absent = [key for key, v in zip(keys, values) if v is _ABSENT]
+    if absent:
+        raise CompareError(f"{path}: no '{absent[0]}' entry")
+    return "_".join(str(v) for v in values), config["seed"]
 
 
 def training_cost(exp: Path) -> Tuple[Optional[float], Optional[float]]:
@@ -190,8 +211,10 @@ def training_cost(exp: Path) -> Tuple[Optional[float], Optional[float]]:
     return wall, iter_s
 
 
-def load_system(exp: Path, result: Path, ids: Dict[str, str], name_key: str) -> System:
-    rule, seed = read_config(exp, name_key)
+def load_system(
+    exp: Path, result: Path, ids: Dict[str, str], name_key: str, missing_name: Optional[str] = None
+) -> System:
+    rule, seed = read_config(exp, name_key, missing_name)
     errors, ref_words = read_result(result, ids)
     wall, iter_s = training_cost(exp)
     return System(exp, rule, seed, errors, ref_words, wall, iter_s)
@@ -319,7 +342,7 @@ def render(
     has_delta = bool(delta)
     kind = score_type.upper()
     lines = [
-        f"# Gradient rules on {test_set}: {kind} over seeds",
+        f"# Systems on {test_set}: {kind} over seeds",
         "",
         f"{kind} in %, pooled over the seeds; [95% interval]: percentile bootstrap, {n_boot} "
         "replicates resampling the utterances and the seeds (the same resamples for every rule, "
@@ -405,6 +428,7 @@ def compare(
     group_field: Optional[int] = 2,
     n_boot: int = 2000,
     seed: int = 0,
+    missing_name: Optional[str] = None,
 ) -> List[str]:
     """Read the systems, compute the statistics, write the table and the plot; return the table."""
     if n_boot < 100:
@@ -412,7 +436,9 @@ def compare(
     test_set = data_dir.name
     ids = utterance_ids(data_dir / "utt2spk")
     systems = [
-        load_system(exp, exp / inference_tag / test_set / f"score_{score_type}" / "result.txt", ids, name_key)
+        load_system(
+            exp, exp / inference_tag / test_set / f"score_{score_type}" / "result.txt", ids, name_key, missing_name
+        )
         for exp in exps
     ]
     rules = by_rule(systems)
@@ -444,7 +470,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("--out_dir", type=Path, required=True, help="where compare_rules.{md,png} go")
     parser.add_argument("--inference_tag", default="decode_asr", help="decode dir name under each experiment")
     parser.add_argument("--score_type", default="wer", choices=["wer", "cer", "ter"])
-    parser.add_argument("--name_key", default="grad_rule", help="config.yaml key naming the system")
+    parser.add_argument(
+        "--name_key", default="grad_rule",
+        help="config.yaml key(s) naming the system: comma-separated, dotted for nested keys",
+    )
+    parser.add_argument("--missing_name", default=None, help="name of a system that has none of the keys")
     parser.add_argument("--baseline", default="sum", help="rule the differences are taken to ('none': no column)")
     parser.add_argument("--group_field", default="2", help="utt2condition field to group by (2 = SNR; 'none': no groups)")
     parser.add_argument("--n_boot", type=int, default=2000, help="bootstrap replicates")
@@ -459,7 +489,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     try:
         lines = compare(
             args.exps, args.data_dir, args.out_dir, args.inference_tag, args.score_type, args.name_key,
-            None if args.baseline == "none" else args.baseline, field, args.n_boot, args.seed,
+            None if args.baseline == "none" else args.baseline, field, args.n_boot, args.seed, args.missing_name,
         )  # fmt: skip
     except (CompareError, TableError) as exc:
         print(f"compare_rules.py: {exc}", file=sys.stderr)
