@@ -362,24 +362,36 @@ def plot_accuracy(runs: Dict[str, List[dict]], path: str) -> None:
     plt.close(fig)
 
 
-def write_report(output_dir: Path, tag: str, results: List[LayerResult], compare: Sequence[Path] = ()) -> None:
-    """``probe.json`` (this run), ``probe.md`` and ``probe.png`` (with ``compare``)."""
-    output_dir.mkdir(parents=True, exist_ok=True)
-    rows = [asdict(r) for r in results]
+def read_reports(paths: Sequence[Path]) -> Dict[str, List[dict]]:
+    """``{tag: layer rows}`` of earlier runs' ``probe.json`` files, in the given order."""
     runs: Dict[str, List[dict]] = {}
-    for path in compare:
+    for path in paths:
         data = json.loads(Path(path).read_text())
         if "tag" not in data or "layers" not in data:
             raise ValueError(f"{path}: not a speaker probe result (needs 'tag' and 'layers')")
         runs[data["tag"]] = data["layers"]
+    return runs
+
+
+def write_tables(output_dir: Path, runs: Dict[str, List[dict]]) -> None:
+    """``probe.md`` and ``probe.png`` of ``runs`` (one row / line per model)."""
+    output_dir.mkdir(parents=True, exist_ok=True)
+    _atomic_write(output_dir / "probe.md", lambda tmp: Path(tmp).write_text(markdown_table(runs)))
+    _atomic_write(output_dir / "probe.png", lambda tmp: plot_accuracy(runs, tmp))
+
+
+def write_report(output_dir: Path, tag: str, results: List[LayerResult], compare: Sequence[Path] = ()) -> None:
+    """``probe.json`` (this run), ``probe.md`` and ``probe.png`` (with ``compare``)."""
+    output_dir.mkdir(parents=True, exist_ok=True)
+    rows = [asdict(r) for r in results]
+    runs = read_reports(compare)
     runs[tag] = rows
 
     def dump_json(tmp):
         Path(tmp).write_text(json.dumps({"tag": tag, "layers": rows}, indent=2) + "\n")
 
     _atomic_write(output_dir / "probe.json", dump_json)
-    _atomic_write(output_dir / "probe.md", lambda tmp: Path(tmp).write_text(markdown_table(runs)))
-    _atomic_write(output_dir / "probe.png", lambda tmp: plot_accuracy(runs, tmp))
+    write_tables(output_dir, runs)
 
 
 def load_model(train_config: str, model_file: str, enh_s2t_task: bool, device: str) -> torch.nn.Module:
@@ -400,10 +412,12 @@ def get_parser() -> argparse.ArgumentParser:
         "(Adi et al. 2019, Figure 2)",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    parser.add_argument("--train_config", required=True, help="the model's config.yaml")
-    parser.add_argument("--model_file", required=True, help="the model's .pth checkpoint")
+    parser.add_argument(
+        "--train_config", help="the model's config.yaml (without it and --model_file: only merge the --compare results)"
+    )
+    parser.add_argument("--model_file", help="the model's .pth checkpoint")
     parser.add_argument("--enh_s2t_task", type=str2bool, default=False, help="joint SE + ASR checkpoint")
-    parser.add_argument("--data_dir", required=True, type=Path, help="dir with wav.scp and utt2spk")
+    parser.add_argument("--data_dir", type=Path, help="dir with wav.scp and utt2spk (needed to probe a model)")
     parser.add_argument("--output_dir", required=True, type=Path)
     parser.add_argument("--tag", default="model", help="name of this model in the table/plot")
     parser.add_argument(
@@ -425,7 +439,17 @@ def get_parser() -> argparse.ArgumentParser:
 
 
 def main(cmd: Optional[Sequence[str]] = None) -> None:
-    args = get_parser().parse_args(cmd)
+    parser = get_parser()
+    args = parser.parse_args(cmd)
+    if args.train_config is None and args.model_file is None:
+        if not args.compare:
+            parser.error("give --train_config, --model_file and --data_dir to probe a model, or --compare files to merge")
+        runs = read_reports(args.compare)
+        write_tables(args.output_dir, runs)
+        sys.stdout.write(markdown_table(runs))
+        return
+    if args.train_config is None or args.model_file is None or args.data_dir is None:
+        parser.error("probing a model needs --train_config, --model_file and --data_dir")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s (%(module)s) %(levelname)s: %(message)s")
     model = load_model(args.train_config, args.model_file, args.enh_s2t_task, args.device)
     results = probe_layers(

@@ -9,6 +9,9 @@
 #   ./run.sh --grad_rule sum                    # the multi-task baseline (or --enh_asr_config
 #                                               #   conf/tuning/train_enh_asr_blstm_conformer_sum.yaml)
 #   ./run.sh --enh_asr_config conf/tuning/train_enh_asr_convtasnet_conformer_gr.yaml
+#   ./run.sh --enh_asr_task enh_s2t_gr_speaker \
+#       --enh_asr_config conf/tuning/train_enh_asr_blstm_conformer_gr_speaker_al_mid.yaml
+#                                               # + the speaker branch of Adi et al. 2019 (mt/al x in/mid/out)
 #   cmd_backend=slurm ./run.sh --ngpu 1         # on a Slurm cluster (see cmd.sh)
 #
 # Corpus locations: db.sh (CHIME4, CHIME4_EXTRA_ANNOTATIONS). Every option of enh_asr.sh can be

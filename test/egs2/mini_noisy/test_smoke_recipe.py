@@ -156,3 +156,37 @@ def test_rerun_skips_completed_work_and_redoes_only_what_was_interrupted(smoke_r
     for stage in (1, 3, 4, 5, 10, 11, 12, 13, 14, 15):
         assert f"Stage {stage}: skipped" in out, f"stage {stage} did not skip its completed work"
     assert out.count("Stage 11: skipped") == 2  # both systems
+
+
+@pytest.mark.slow
+def test_speaker_comparison_fine_tunes_with_the_branch_decodes_and_probes(smoke_run):
+    """local/run_speaker_comparison.sh on the smoke outputs (baseline and AL at MID): enh_asr.sh's
+    --enh_asr_task enh_s2t_gr_speaker path end to end. The AL system trains on labels made from the
+    training set's utt2spk (num_speakers = its speaker count), its schedule length was counted from the
+    data (total_steps = the batches it ran: the counter in the checkpoint equals the recorded number),
+    its weights start from the base system (init_param), stock decoding ignores the branch, and the
+    comparison writes the WER and probing tables with both systems."""
+    import torch
+    import yaml
+
+    recipe, _, _ = smoke_run
+    env = {**os.environ, "cmd_backend": "local", "OMP_NUM_THREADS": "1",
+           "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
+    p = subprocess.run(["local/run_speaker_comparison.sh", "--smoke", "true", "--systems", "baseline al_mid",
+                        "--epochs", "1", "--probe_utts", "4", "--probe_epochs", "1"],
+                       cwd=recipe, env=env, capture_output=True, text=True, timeout=1800)
+    logs = "".join(f.read_text()[-3000:] for f in (recipe / "exp_speaker_smoke/logs").glob("*.log"))
+    assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:] + logs
+    exp = recipe / "exp_speaker_smoke"
+    speakers = (recipe / "dump_smoke/raw/tr05_multi_noisy/spk2spkid").read_text().splitlines()
+    al = yaml.safe_load((exp / "enh_asr_al_mid/config.yaml").read_text())
+    branch = al["speaker_branch_conf"]
+    assert (branch["mode"], branch["fork"], branch["num_speakers"]) == ("al", "mid", len(speakers))
+    state = torch.load(exp / "enh_asr_al_mid/1epoch.pth", map_location="cpu")
+    assert int(state["speaker_adversary.step"]) == branch["total_steps"] > 0
+    assert al["init_param"] == ["exp_smoke/enh_asr_train_enh_asr_smoke_gr/valid.acc.ave.pth"]
+    assert yaml.safe_load((exp / "enh_asr_baseline/config.yaml").read_text())["speaker_branch_conf"] == {}
+    table = (exp / "compare/compare_rules.md").read_text()
+    assert re.search(r"^\| baseline \| 0 \| [0-9.]+ \[", table, re.M) and re.search(r"^\| al_mid \| 0 \|", table, re.M)
+    probe = (exp / "probe/all/probe.md").read_text()
+    assert re.search(r"^\| baseline \|", probe, re.M) and re.search(r"^\| al_mid \|", probe, re.M)

@@ -162,6 +162,18 @@ def test_cli_probes_a_stock_checkpoint_and_writes_table_and_plot(tmp_path, joint
     assert (out / "probe.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert not [p for p in out.iterdir() if p.name.startswith(".")]  # no temp files left
 
+    # Merge only (no model): the earlier result and this run's in one table, in
+    # the given order; nothing is probed, so no probe.json is written.
+    merged = tmp_path / "merged"
+    main(["--compare", str(earlier), str(out / "probe.json"), "--output_dir", str(merged)])
+    rows = [line for line in (merged / "probe.md").read_text().splitlines() if line.startswith("| ")]
+    assert [line.split(" | ")[0] for line in rows[1:]] == ["| baseline", "| mt"]
+    assert (merged / "probe.png").exists() and not (merged / "probe.json").exists()
+    with pytest.raises(SystemExit):
+        main(["--output_dir", str(merged)])  # neither a model nor files to merge
+    with pytest.raises(SystemExit):
+        main(["--train_config", str(tmp_path / "config.yaml"), "--output_dir", str(merged)])
+
 
 def test_markdown_table_lists_models_by_layer():
     rows = [dict(layer=2, name="IN", heldout_accuracy=0.9, chance=0.25, num_speakers=4, num_train=8, num_heldout=4)]
