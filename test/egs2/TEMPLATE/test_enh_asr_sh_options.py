@@ -33,7 +33,8 @@ def test_help_lists_the_stages_and_the_espnet_options():
                    "--fs", "--train_set", "--valid_set", "--test_sets", "--enh_asr_config", "--inference_config",
                    "--use_lm", "--lm_config", "--token_type", "--nbpe", "--speed_perturb_factors",
                    "--min_wav_duration", "--max_wav_duration", "--expdir", "--dumpdir", "--inference_model",
-                   "--enh_asr_args", "--inference_args", "--enh_asr_tag", "--local_data_opts", "--grad_rule"):
+                   "--enh_asr_args", "--inference_args", "--enh_asr_tag", "--local_data_opts", "--grad_rule",
+                   "--enh_asr_task"):
         assert option in p.stdout, f"--help does not document {option}"
     assert "11: joint SE+ASR training" in p.stdout and "16: RESULTS.md" in p.stdout
 
@@ -76,6 +77,7 @@ def test_unknown_grad_rule_lists_the_trainers_rules():
         (["--feats_type", "fbank"], "only --feats_type raw"),
         (["--enh_asr_config", "conf/no_such.yaml"], "no_such.yaml: no such file"),
         (["--use_lm", "true"], "--use_lm true needs --lm_config"),
+        (["--enh_asr_task", "asr"], "--enh_asr_task must be enh_s2t_gr or enh_s2t_gr_speaker"),
     ],
 )
 def test_invalid_values_are_rejected_with_the_reason(args, message):
