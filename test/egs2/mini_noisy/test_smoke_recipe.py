@@ -185,7 +185,7 @@ def test_speaker_comparison_fine_tunes_with_the_branch_decodes_and_probes(smoke_
     state = torch.load(exp / "enh_asr_al_mid/1epoch.pth", map_location="cpu")
     assert int(state["speaker_adversary.step"]) == branch["total_steps"] > 0
     assert al["init_param"] == ["exp_smoke/enh_asr_train_enh_asr_smoke_gr/valid.acc.ave.pth"]
-    assert yaml.safe_load((exp / "enh_asr_baseline/config.yaml").read_text())["speaker_branch_conf"] == {}
+    assert "speaker_branch_conf" not in yaml.safe_load((exp / "enh_asr_baseline/config.yaml").read_text())
     table = (exp / "compare/compare_rules.md").read_text()
     assert re.search(r"^\| baseline \| 0 \| [0-9.]+ \[", table, re.M) and re.search(r"^\| al_mid \| 0 \|", table, re.M)
     probe = (exp / "probe/all/probe.md").read_text()

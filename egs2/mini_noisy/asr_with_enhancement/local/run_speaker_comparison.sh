@@ -9,7 +9,7 @@
 # from-scratch schedule would undo phase 1): the baseline without a branch; MT / AL with a fresh branch
 # trained alone for the first --branch_only fraction of the fine-tuning (phase 2), then jointly
 # (phase 3; AL's lambda_p ramps over phase 3). Each system is decoded (stage 12) and scored (stage 14)
-# on the recipe's test sets; its encoder is then probed on training speakers' utterances.
+# on the simulated test set (0 and 5 dB); its encoder is then probed on training speakers' utterances.
 #
 #   local/run_speaker_comparison.sh                    # after ./run.sh; writes exp_speaker/{compare,probe}
 #   local/run_speaker_comparison.sh --epochs 1 --systems "baseline al_mid"
@@ -37,6 +37,8 @@ branch_only=0.25    # fraction of the fine-tuning in which the branch trains alo
 parallel=2          # systems trained at once (one thread each)
 probe_utts=40       # probe: utterances per training speaker (split into probe train / held-out)
 probe_epochs=10     # probe training epochs (paper: 10)
+probe_num_threads=2 # OMP_NUM_THREADS of the probes (they run one at a time)
+python=python3
 
 . utils/parse_options.sh
 if [ $# -ne 0 ]; then
@@ -69,18 +71,19 @@ test_set=et05_simu_isolated_1ch_track
 
 # One system: fine-tune, decode, score (explicit returns: errexit does not apply inside "if run_system").
 run_system() {
-    local sys=$1 args
+    local sys=$1 args task=enh_s2t_gr
     args="--init_param ${base_exp}/${model} --max_epoch ${epochs} --scheduler none --optim_conf lr=${lr}"
     if [ "${sys}" != baseline ]; then
+        task=enh_s2t_gr_speaker
         args+=" --speaker_branch_conf mode=${sys%_*} --speaker_branch_conf fork=${sys#*_}"
         args+=" --speaker_branch_conf total_steps=auto --speaker_branch_conf branch_only_from=0"
         args+=" --speaker_branch_conf joint_from=${branch_only}"
     fi
     for stages in "11 12" "14 14"; do
         set -- ${stages}
-        ./run.sh --smoke "${smoke}" --grad_rules "${grad_rule}" --enh_asr_task enh_s2t_gr_speaker --train_num_threads 1 \
+        ./run.sh --smoke "${smoke}" --grad_rules "${grad_rule}" --enh_asr_task "${task}" --train_num_threads 1 \
             --expdir "${expdir}" --enh_asr_stats_dir "${stats_dir}" --enh_asr_exp "${expdir}/enh_asr_${sys}" \
-            --enh_asr_args "${args}" --stage "$1" --stop_stage "$2" || return 1
+            --enh_asr_args "${args}" --test_sets "${test_set}" --stage "$1" --stop_stage "$2" || return 1
     done
 }
 
@@ -93,7 +96,7 @@ for sys in ${systems}; do
     {
         if run_system "${sys}" > "${expdir}/logs/${sys}.log" 2>&1; then
             touch "${expdir}/logs/${sys}.ok"
-            log "System ${sys}: done: $(grep -h "Stage 14: ${test_set} wer" "${expdir}/logs/${sys}.log" | tail -n 1 | sed 's/.*wer: //')"
+            log "System ${sys}: done: WER $(grep -h Sum/Avg "${expdir}/enh_asr_${sys}"/decode_*/"${test_set}"/score_wer/result.txt | tr -s ' ')"
         else
             log "System ${sys}: FAILED, see ${expdir}/logs/${sys}.log"
         fi
@@ -118,7 +121,7 @@ previous=""
 for sys in ${systems}; do
     out=${expdir}/probe/${sys}
     if [ ! -f "${out}/probe.json" ]; then
-        ${python} -m espnet2.bin.speaker_probe --enh_s2t_task true \
+        OMP_NUM_THREADS=${probe_num_threads} ${python} -m espnet2.bin.speaker_probe --enh_s2t_task true \
             --train_config "${expdir}/enh_asr_${sys}/config.yaml" --model_file "${expdir}/enh_asr_${sys}/${model}" \
             --data_dir "${train_dir}" --layers all --epochs "${probe_epochs}" --max_utts_per_speaker "${probe_utts}" \
             --output_dir "${out}" --tag "${sys}" > "${expdir}/logs/probe_${sys}.log" 2>&1 \
