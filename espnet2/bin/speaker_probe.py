@@ -27,7 +27,9 @@ Outputs (written atomically) in ``--output_dir``: ``probe.json`` (per layer:
 train / held-out accuracy, chance level = majority speaker share of the held-out
 set), ``probe.md`` (a markdown table) and ``probe.png`` (held-out accuracy per
 layer, the paper's Figure 2). ``--compare other/probe.json ...`` adds earlier
-results (e.g. the MT and AL models) to the table and the plot.
+results (e.g. the MT and AL models) to the table and the plot; given without
+``--train_config`` / ``--model_file``, it only merges those results into one
+``probe.md`` / ``probe.png`` (nothing is probed).
 """
 
 import argparse
