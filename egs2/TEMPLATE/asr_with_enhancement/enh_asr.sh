@@ -815,9 +815,11 @@ if ! "${skip_eval}"; then
             # shellcheck disable=SC2086
             utils/split_scp.pl "${key_file}" ${split_scps}
             log "Stage 12: ${_data} (${_n} utterances, ${_nj} jobs) -> ${_dir}, log: ${_logdir}/asr_inference.*.log"
+            # Progress: ESPnet's beam search logs one "best hypo:" line per utterance (the output files are
+            # written through a buffer and lag behind).
             # shellcheck disable=SC2086
             run_with_progress "Stage 12: decoding ${dset}" \
-                "echo \$(count_lines ${_logdir}/output.*/1best_recog/text_spk1)/${_n} utterances" -- \
+                "echo \$(cat ${_logdir}/asr_inference.*.log 2>/dev/null | grep -c 'best hypo: ' || true)/${_n} utterances" -- \
                 ${_cmd} --gpu "${_ngpu}" JOB=1:"${_nj}" "${_logdir}"/asr_inference.JOB.log \
                     ${python} -m espnet2.bin.asr_inference --enh_s2t_task true --batch_size 1 --ngpu "${_ngpu}" \
                         --data_path_and_name_and_type "${_data}/wav.scp,speech,sound" \
