@@ -44,6 +44,7 @@ def _write_atomic(path: Path, lines: Sequence[str]) -> None:
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.writelines(f"{line}\n" for line in lines)
+        os.chmod(tmp, 0o644)  # mkstemp's 0600 would hide the file from the user's group
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):

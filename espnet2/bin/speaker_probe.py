@@ -309,6 +309,7 @@ def _atomic_write(path: Path, write: Callable[[str], None]) -> None:
     os.close(fd)
     try:
         write(tmp)
+        os.chmod(tmp, 0o644)  # mkstemp's 0600 would hide the file from the user's group
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):

@@ -175,6 +175,7 @@ def save_tiny_teacher(path: str, teacher: TinyTeacher) -> None:
     os.close(fd)
     try:
         torch.save(payload, tmp)
+        os.chmod(tmp, 0o644)  # mkstemp's 0600 would hide the file from the user's group
         os.replace(tmp, target)
     except BaseException:
         if os.path.exists(tmp):

@@ -16,6 +16,10 @@ def test_ids_are_sorted_speakers_and_load_with_text_int(tmp_path):
     assert load_num_sequence_text(train / "utt2spkid", loader_type="text_int") == {
         "b-1": [1], "a-1": [0], "a-2": [0],
     }
+    # written through a temp file, yet readable like the rest of the data dir (mkstemp makes 0600):
+    # on a shared cluster the group reads the recipe's data dirs
+    for name in ("spk2spkid", "utt2spkid"):
+        assert (train / name).stat().st_mode & 0o777 == 0o644, name
 
 
 def test_other_set_reuses_training_ids_and_marks_unknown_speakers(tmp_path):

@@ -161,6 +161,7 @@ def test_cli_probes_a_stock_checkpoint_and_writes_table_and_plot(tmp_path, joint
     assert "| baseline | 50.0 | - | 33.3 |" in table and "| mt |" in table
     assert (out / "probe.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert not [p for p in out.iterdir() if p.name.startswith(".")]  # no temp files left
+    assert all(p.stat().st_mode & 0o777 == 0o644 for p in out.iterdir())  # group-readable, not mkstemp's 0600
 
     # Merge only (no model): the earlier result and this run's in one table, in
     # the given order; nothing is probed, so no probe.json is written.

@@ -407,6 +407,7 @@ def plot(
     os.close(fd)
     try:
         fig.savefig(tmp, dpi=120)
+        os.chmod(tmp, 0o644)  # mkstemp's 0600 would hide the file from the user's group
         os.replace(tmp, path)
     finally:
         plt.close(fig)
