@@ -17,7 +17,7 @@
 #
 # Outputs (exp_speaker_smoke/ with --smoke true): exp_speaker/enh_asr_<system>/ (training, decoding, scores), exp_speaker/probe/<system>/,
 # exp_speaker/compare/compare_rules.{md,png} (WER per system and SNR), exp_speaker/probe/all/probe.{md,png}.
-# A re-run skips what is complete (enh_asr.sh's markers; a probe whose probe.json exists).
+# A re-run skips what is complete (enh_asr.sh's markers; a probe whose probe.json is newer than its model).
 set -e
 set -u
 set -o pipefail
@@ -120,7 +120,7 @@ log "Probing the encoders: ${expdir}/probe/"
 previous=""
 for sys in ${systems}; do
     out=${expdir}/probe/${sys}
-    if [ ! -f "${out}/probe.json" ]; then
+    if [ ! "${out}/probe.json" -nt "${expdir}/enh_asr_${sys}/${model}" ]; then  # missing, or older than the model
         OMP_NUM_THREADS=${probe_num_threads} ${python} -m espnet2.bin.speaker_probe --enh_s2t_task true \
             --train_config "${expdir}/enh_asr_${sys}/config.yaml" --model_file "${expdir}/enh_asr_${sys}/${model}" \
             --data_dir "${train_dir}" --layers all --epochs "${probe_epochs}" --max_utts_per_speaker "${probe_utts}" \
