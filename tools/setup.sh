@@ -77,12 +77,14 @@ want="$(sha256sum "${requirements}" | cut -d' ' -f1)"
 if [ "$(cat "${stamp}" 2>/dev/null)" != "${want}" ]; then
     rm -f "${stamp}"
     log "installing the pinned packages of ${requirements} (first time: a few minutes, about 5 GB)"
+    # grep drops pip's notes about this machine's unused local index folders; pipefail keeps pip's status.
+    pip_install() {
+        "${venv}/bin/python" -m pip install -q --disable-pip-version-check "$@" 2>&1 \
+            | { grep -v "is ignored: it is neither a file nor a directory" || true; }
+    }
     # pip newer than 24.x refuses espnet's ci_sdr dependency (a URL requirement in one of its extras).
-    # (grep drops pip's notes about this machine's unused local index folders.)
-    "${venv}/bin/python" -m pip install -q --disable-pip-version-check "pip==24.0" 2>&1 \
-        | { grep -v "is ignored: it is neither a file nor a directory" || true; }
-    "${venv}/bin/python" -m pip install -q --disable-pip-version-check -r "${requirements}" 2>&1 \
-        | { grep -v "is ignored: it is neither a file nor a directory" || true; }
+    pip_install "pip==24.0"
+    pip_install -r "${requirements}"
 fi
 
 # 5. Import check; only a passing check writes the stamp.

@@ -397,9 +397,8 @@ def build_speaker_adversary(
 ) -> Optional[SpeakerAdversary]:
     """The adversary that ``args.speaker_branch_conf`` asks for, or None if empty.
 
-    ``total_steps: auto`` resolves to ``max_epoch * num_iters_per_epoch`` here;
-    without ``--num_iters_per_epoch`` the speaker tasks resolve it first
-    (``SpeakerBranchTaskMixin.resolve_auto_total_steps``).
+    ``total_steps: auto`` must have been resolved to a number first (the speaker
+    tasks do it: ``SpeakerBranchTaskMixin.resolve_auto_total_steps``).
     """
     conf = dict(getattr(args, "speaker_branch_conf", None) or {})
     if not conf:
@@ -410,14 +409,11 @@ def build_speaker_adversary(
             "recipe's spk2spkid file)"
         )
     if conf.get("total_steps") == "auto":
-        iters = getattr(args, "num_iters_per_epoch", None)
-        if not iters:
-            raise ValueError(
-                "speaker_branch_conf.total_steps: auto needs --num_iters_per_epoch "
-                "here (the speaker tasks count the batches themselves); otherwise "
-                "give the number of training batches of the whole run"
-            )
-        conf["total_steps"] = int(args.max_epoch) * int(iters)
+        raise ValueError(
+            "speaker_branch_conf.total_steps: auto is resolved by the speaker tasks "
+            "(SpeakerBranchTaskMixin.resolve_auto_total_steps); here give the number "
+            "of training batches of the whole run"
+        )
     try:
         return SpeakerAdversary.for_encoder(encoder, **conf)
     except TypeError as e:

@@ -58,9 +58,8 @@ class SpeakerBranchTaskMixin:
 
         None as well with ``--collect_stats true``: the statistics never run the
         branch, so a recipe collects them with the branch config before any
-        speaker label or count exists. ``total_steps: auto`` without
-        ``--num_iters_per_epoch`` is resolved here (see
-        :meth:`resolve_auto_total_steps`).
+        speaker label or count exists. ``total_steps: auto`` is resolved here
+        (see :meth:`resolve_auto_total_steps`).
         """
         if getattr(args, "collect_stats", False):
             return None
@@ -70,27 +69,29 @@ class SpeakerBranchTaskMixin:
     @classmethod
     def resolve_auto_total_steps(cls, args: argparse.Namespace) -> None:
         """Replace ``total_steps: auto`` by ``max_epoch`` x the training batches of
-        one epoch, counted with this task's own training iterator (the batches the
-        trainer will iterate; under DDP every rank runs that many).
+        one epoch: ``--num_iters_per_epoch`` when given, otherwise counted with this
+        task's own training iterator (the batches the trainer will iterate; under
+        DDP every rank runs that many).
 
         The number is written back into ``args.speaker_branch_conf`` before ESPnet
         dumps ``config.yaml`` (``build_model`` runs first), so a model rebuilt from
-        that file (inference, probing) needs no training data. With
-        ``--num_iters_per_epoch`` the adversary resolves ``auto`` itself.
+        that file (inference, probing) needs no training data.
         """
         conf = getattr(args, "speaker_branch_conf", None) or {}
-        if conf.get("total_steps") != "auto" or getattr(args, "num_iters_per_epoch", None):
+        if conf.get("total_steps") != "auto":
             return
-        if args.iterator_type != "sequence":
-            raise ValueError(
-                "speaker_branch_conf.total_steps: auto counts the batches of the "
-                f"'sequence' iterator, not '{args.iterator_type}'; give "
-                "--num_iters_per_epoch or the number of training batches of the run"
+        batches = getattr(args, "num_iters_per_epoch", None)
+        if not batches:
+            if args.iterator_type != "sequence":
+                raise ValueError(
+                    "speaker_branch_conf.total_steps: auto counts the batches of the "
+                    f"'sequence' iterator, not '{args.iterator_type}'; give "
+                    "--num_iters_per_epoch or the number of training batches of the run"
+                )
+            factory = cls.build_iter_factory(
+                args, build_dataclass(DistributedOption, args), mode="train"
             )
-        factory = cls.build_iter_factory(
-            args, build_dataclass(DistributedOption, args), mode="train"
-        )
-        batches = len(factory.sampler)
+            batches = len(factory.sampler)
         total = int(args.max_epoch) * batches
         logging.info(
             f"speaker branch: total_steps auto = {args.max_epoch} epochs x {batches} batches = {total}"
