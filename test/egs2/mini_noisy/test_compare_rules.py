@@ -93,7 +93,7 @@ def test_table_shows_hand_computed_pooled_wers_per_rule_and_snr(grid, tmp_path):
     assert row["gr"][1].startswith("6.67 [") and row["gr"][2].startswith("-13.33 [")
     assert row["sum"][2] == "+0.00 [+0.00, +0.00]"
     assert row["sum"][3:] == ["15.0", "0.600"] and row["gr"][3:] == ["-", "-"]
-    group_rows = [line for line in lines if line.startswith("| rule | 0dB | 5dB |")]
+    group_rows = [line for line in lines if line.startswith("| system | 0dB | 5dB |")]
     assert group_rows, table
     start = lines.index(group_rows[0])
     assert lines[start + 2].startswith("| gr | 3.33 [") and "| 10.00 [" in lines[start + 2]
@@ -229,3 +229,29 @@ def test_systems_named_by_nested_config_keys_with_a_name_for_none(tmp_path):
     with pytest.raises(CompareError, match="config.yaml: no 'speaker_branch_conf.fork' entry"):
         compare([base, al], data, tmp_path / "o", name_key="speaker_branch_conf.mode,speaker_branch_conf.fork",
                 baseline="baseline", n_boot=200, missing_name="baseline")
+
+
+def test_optional_name_key_and_renames(tmp_path):
+    """The rule comparison names systems by grad_rule plus the fixed rule's weight when it has one
+    (``grad_rule_conf.w_se?``): 'sum' stays 'sum' (no w_se), the fixed rule with w_se 0 becomes
+    'fixed_0' and --rename turns that into 'asr_only' (the SE loss gives no gradient)."""
+    data = write_data_dir(tmp_path)
+    base = write_system(tmp_path, "sum", 1, SUM[1])
+    asr = write_system(tmp_path, "gr", 1, GR[1])
+    (base / "config.yaml").write_text("grad_rule: sum\ngrad_rule_conf: {}\nseed: 1\n")
+    (asr / "config.yaml").write_text("grad_rule: fixed\ngrad_rule_conf: {w_se: 0}\nseed: 1\n")
+    lines = compare(
+        [base, asr], data, tmp_path / "o", name_key="grad_rule,grad_rule_conf.w_se?",
+        n_boot=200, renames=compare_rules.parse_renames("fixed_0=asr_only"),
+    )
+    names = [line.split(" | ")[0][2:] for line in lines if line.startswith("| ") and "seeds" not in line]
+    assert names[:2] == ["asr_only", "sum"]
+    # asr_only scores GR[1]: 2 errors / 30 words, vs sum's 6 / 30
+    row = next(line for line in lines if line.startswith("| asr_only | "))
+    assert row.split(" | ")[2].startswith("6.67 ") and row.split(" | ")[3].startswith("-13.33 ")
+    # without the '?', a system lacking the key is refused
+    with pytest.raises(CompareError, match="no 'grad_rule_conf.w_se' entry"):
+        compare([base, asr], data, tmp_path / "o", name_key="grad_rule,grad_rule_conf.w_se", n_boot=200)
+    for bad, message in [("fixed_0", "expected old=new"), ("a=b,a=c", "'a' is renamed twice"), ("=x", "old=new")]:
+        with pytest.raises(CompareError, match=message):
+            compare_rules.parse_renames(bad)

@@ -7,7 +7,10 @@ decoded and scored by ``enh_asr.sh`` (stage 14). For every dir this reads
 * ``config.yaml``: the system's name and ``seed``. The name is the value of ``--name_key``
   (default ``grad_rule``): comma-separated keys, dotted for nested ones, values joined by
   ``_`` (e.g. ``speaker_branch_conf.mode,speaker_branch_conf.fork`` -> ``al_mid``); a system
-  with none of them is named ``--missing_name`` when given (e.g. ``baseline``), else refused;
+  with none of them is named ``--missing_name`` when given (e.g. ``baseline``), else refused. A key
+  ending in ``?`` is optional (left out of the name when absent: ``grad_rule,grad_rule_conf.w_se?``
+  names ``sum`` and ``fixed_0.5``); ``--rename old=new,...`` then renames systems
+  (``fixed_0=asr_only``);
 * ``<inference_tag>/<test set>/score_<type>/result.txt``: the per-utterance counts sclite (or the
   built-in scorer) writes, ``id: (<spk>-<utt>)`` then ``Scores: (#C #S #D #I) c s d i``;
 * ``train_wall_time_s`` (one line of seconds per training attempt, written by stage 11) and
@@ -185,13 +188,26 @@ def read_config(exp: Path, name_key: str, missing_name: Optional[str] = None) ->
     if isinstance(config["seed"], bool) or not isinstance(config["seed"], int):
         raise CompareError(f"{path}: seed must be an integer, got {config['seed']!r}")
     keys = name_key.split(",")
-    values = [_lookup(config, key) for key in keys]
+    values = [_lookup(config, key.rstrip("?")) for key in keys]
     if all(v is _ABSENT for v in values) and missing_name is not None:
         return missing_name, config["seed"]
-    absent = [key for key, v in zip(keys, values) if v is _ABSENT]
+    absent = [key for key, v in zip(keys, values) if v is _ABSENT and not key.endswith("?")]
     if absent:
         raise CompareError(f"{path}: no '{absent[0]}' entry")
-    return "_".join(str(v) for v in values), config["seed"]
+    return "_".join(str(v) for v in values if v is not _ABSENT), config["seed"]
+
+
+def parse_renames(spec: str) -> Dict[str, str]:
+    """``"old=new,old2=new2"`` -> ``{old: new, old2: new2}`` (``""``: no renames)."""
+    renames: Dict[str, str] = {}
+    for item in filter(None, spec.split(",")):
+        old, sep, new = item.partition("=")
+        if not sep or not old or not new:
+            raise CompareError(f"--rename: expected old=new, got '{item}'")
+        if old in renames:
+            raise CompareError(f"--rename: '{old}' is renamed twice")
+        renames[old] = new
+    return renames
 
 
 def training_cost(exp: Path) -> Tuple[Optional[float], Optional[float]]:
@@ -212,9 +228,15 @@ def training_cost(exp: Path) -> Tuple[Optional[float], Optional[float]]:
 
 
 def load_system(
-    exp: Path, result: Path, ids: Dict[str, str], name_key: str, missing_name: Optional[str] = None
+    exp: Path,
+    result: Path,
+    ids: Dict[str, str],
+    name_key: str,
+    missing_name: Optional[str] = None,
+    renames: Optional[Dict[str, str]] = None,
 ) -> System:
     rule, seed = read_config(exp, name_key, missing_name)
+    rule = (renames or {}).get(rule, rule)
     errors, ref_words = read_result(result, ids)
     wall, iter_s = training_cost(exp)
     return System(exp, rule, seed, errors, ref_words, wall, iter_s)
@@ -349,7 +371,7 @@ def render(
         "so differences are paired).",
         "",
     ]
-    header = f"| rule | seeds | {kind} [95% CI] |"
+    header = f"| system | seeds | {kind} [95% CI] |"
     rule_line = "|---|---|---|"
     if has_delta:
         header += f" vs {baseline} [95% CI] |"
@@ -369,7 +391,7 @@ def render(
     if groups:
         names = sorted(groups, key=_group_key)
         lines += ["", f"## {kind} per group (utterances resampled within the group)", ""]
-        lines.append("| rule | " + " | ".join(names) + " |")
+        lines.append("| system | " + " | ".join(names) + " |")
         lines.append("|---|" + "---|" * len(names))
         for rule in rules:
             lines.append(f"| {rule} | " + " | ".join(groups[g][rule].cell() for g in names) + " |")
@@ -430,6 +452,7 @@ def compare(
     n_boot: int = 2000,
     seed: int = 0,
     missing_name: Optional[str] = None,
+    renames: Optional[Dict[str, str]] = None,
 ) -> List[str]:
     """Read the systems, compute the statistics, write the table and the plot; return the table."""
     if n_boot < 100:
@@ -438,7 +461,12 @@ def compare(
     ids = utterance_ids(data_dir / "utt2spk")
     systems = [
         load_system(
-            exp, exp / inference_tag / test_set / f"score_{score_type}" / "result.txt", ids, name_key, missing_name
+            exp,
+            exp / inference_tag / test_set / f"score_{score_type}" / "result.txt",
+            ids,
+            name_key,
+            missing_name,
+            renames,
         )
         for exp in exps
     ]
@@ -473,8 +501,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("--score_type", default="wer", choices=["wer", "cer", "ter"])
     parser.add_argument(
         "--name_key", default="grad_rule",
-        help="config.yaml key(s) naming the system: comma-separated, dotted for nested keys",
+        help="config.yaml key(s) naming the system: comma-separated, dotted for nested keys, "
+        "a trailing '?' for an optional key",
     )
+    parser.add_argument("--rename", default="", help="systems to rename: old=new[,old2=new2]")
     parser.add_argument("--missing_name", default=None, help="name of a system that has none of the keys")
     parser.add_argument("--baseline", default="sum", help="rule the differences are taken to ('none': no column)")
     parser.add_argument("--group_field", default="2", help="utt2condition field to group by (2 = SNR; 'none': no groups)")
@@ -491,6 +521,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         lines = compare(
             args.exps, args.data_dir, args.out_dir, args.inference_tag, args.score_type, args.name_key,
             None if args.baseline == "none" else args.baseline, field, args.n_boot, args.seed, args.missing_name,
+            parse_renames(args.rename),
         )  # fmt: skip
     except (CompareError, TableError) as exc:
         print(f"compare_rules.py: {exc}", file=sys.stderr)

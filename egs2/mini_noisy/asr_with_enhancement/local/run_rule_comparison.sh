@@ -1,0 +1,131 @@
+#!/usr/bin/env bash
+# Gradient rules compared on the mini recipe over training seeds: WER with bootstrap 95% intervals
+# (utterances and seeds resampled), per SNR, and the training time of each rule.
+#
+# Design (a short, equal budget for every system; the from-scratch comparison at the recipe's full
+# budget is ./run.sh --grad_rules ... per seed, see docs/gradient_rules.md): every system starts from
+# the same trained joint model (--base_exp, default ./run.sh's sum system) and trains --epochs more
+# epochs with its rule, seed, the same data and optimiser (Adam, constant learning rate --lr; the
+# warm-up of the from-scratch schedule would undo the shared start). Systems:
+#   asr_only      grad_rule fixed with w_se 0: the same joint model, the SE loss contributes no gradient
+#   fixed_<w>     grad_rule fixed with w_se <w> (e.g. fixed_0.5)
+#   <rule>        any other rule of espnet2/train/gradient_rules.py with its default options
+# Each system is decoded (stage 12) and scored (stage 14) on the simulated test set (0 and 5 dB).
+#
+#   local/run_rule_comparison.sh                         # after ./run.sh; writes exp_rules/compare/
+#   local/run_rule_comparison.sh --seeds "1" --systems "sum gr"
+#   local/run_rule_comparison.sh --smoke true            # after ./run.sh --smoke true (tests: wiring only)
+#
+# Outputs (exp_rules_smoke/ with --smoke true): exp_rules/seed<k>/enh_asr_<system>/ (training, decoding,
+# scores), exp_rules/logs/, exp_rules/compare/compare_rules.{md,png}. A re-run skips what is complete
+# (enh_asr.sh's stage markers), so an interrupted comparison resumes.
+set -e
+set -u
+set -o pipefail
+
+log() {
+    local fname=${BASH_SOURCE[1]##*/}
+    echo -e "$(date '+%Y-%m-%dT%H:%M:%S') (${fname}:${BASH_LINENO[0]}:${FUNCNAME[1]}) $*"
+}
+
+smoke=false         # true: on ./run.sh --smoke true's outputs (exp_smoke, dump_smoke)
+base_exp=           # the shared start: a trained system of ./run.sh (default: its sum system)
+systems="asr_only sum gr pcgrad gradvac cagrad imtl_g mgda nash_mtl aligned_mtl fixed_0.5"
+seeds="1 2 3"       # training seeds (data order, dropout, SpecAugment; the start is shared)
+epochs=1            # training epochs per system
+lr=0.0005           # constant Adam learning rate
+parallel=2          # systems trained at once (one thread each)
+python=python3
+
+. utils/parse_options.sh
+if [ $# -ne 0 ]; then
+    log "Error: no positional arguments expected, got: $*"
+    exit 2
+fi
+. ./path.sh
+
+if "${smoke}"; then
+    run_exp=exp_smoke dumpdir=dump_smoke expdir=exp_rules_smoke config_name=train_enh_asr_smoke
+else
+    run_exp=exp dumpdir=dump expdir=exp_rules config_name=train_enh_asr_small_cpu
+fi
+[ -n "${base_exp}" ] || base_exp=${run_exp}/enh_asr_${config_name}_sum
+
+model=valid.acc.ave.pth
+[ -f "${base_exp}/${model}" ] || { log "Error: ${base_exp}/${model} is missing: run ./run.sh first (or give --base_exp)"; exit 1; }
+known_rules=$(${python} -c "from espnet2.train.gradient_rules import RULES; print(' '.join(RULES))")
+for sys in ${systems}; do
+    case "${sys}" in
+        asr_only) ;;
+        fixed_*) [[ "${sys#fixed_}" =~ ^[0-9]+(\.[0-9]+)?$ ]] \
+            || { log "Error: system '${sys}': the weight after fixed_ must be a number >= 0, e.g. fixed_0.5"; exit 2; } ;;
+        *) [[ " ${known_rules} " == *" ${sys} "* ]] \
+            || { log "Error: unknown system '${sys}' (asr_only, fixed_<w_se>, or a rule: ${known_rules})"; exit 2; } ;;
+    esac
+done
+for seed in ${seeds}; do
+    [[ "${seed}" =~ ^[0-9]+$ ]] || { log "Error: --seeds must be non-negative integers, got '${seed}'"; exit 2; }
+done
+[[ "${parallel}" =~ ^[1-9][0-9]*$ ]] || { log "Error: --parallel must be a positive integer, got '${parallel}'"; exit 2; }
+
+stats_dir=${run_exp}/enh_asr_stats_raw_en_char # ./run.sh's stage 10 (shape files of the same data)
+[ -f "${stats_dir}/.done" ] || { log "Error: ${stats_dir}/.done is missing: run ./run.sh first"; exit 1; }
+test_set=et05_simu_isolated_1ch_track
+
+# One system and seed: train, decode, score (explicit returns: errexit does not apply inside "if run_system").
+run_system() {
+    local sys=$1 seed=$2 rule=$1 args
+    args="--init_param ${base_exp}/${model} --max_epoch ${epochs} --scheduler none --optim_conf lr=${lr} --seed ${seed}"
+    case "${sys}" in
+        asr_only) rule=fixed; args+=" --grad_rule_conf w_se=0" ;;
+        fixed_*) rule=fixed; args+=" --grad_rule_conf w_se=${sys#fixed_}" ;;
+    esac
+    for stages in "11 12" "14 14"; do
+        set -- ${stages}
+        ./run.sh --smoke "${smoke}" --grad_rules "${rule}" --train_num_threads 1 \
+            --expdir "${expdir}/seed${seed}" --enh_asr_stats_dir "${stats_dir}" \
+            --enh_asr_exp "${expdir}/seed${seed}/enh_asr_${sys}" \
+            --enh_asr_args "${args}" --test_sets "${test_set}" --stage "$1" --stop_stage "$2" || return 1
+    done
+}
+
+mkdir -p "${expdir}/logs"
+n_sys=$(echo ${systems} | wc -w) n_seeds=$(echo ${seeds} | wc -w)
+log "Training $((n_sys * n_seeds)) systems from ${base_exp}/${model}, ${epochs} epoch(s) each: ${systems} x seeds ${seeds}"
+log "(${parallel} at once; logs: ${expdir}/logs/)"
+for seed in ${seeds}; do  # seed-major: an interrupted run has whole seeds of every rule
+    for sys in ${systems}; do
+        name=${sys}_seed${seed}
+        while [ "$(jobs -rp | wc -l)" -ge "${parallel}" ]; do wait -n || true; done
+        log "System ${name}: start (log: ${expdir}/logs/${name}.log)"
+        rm -f "${expdir}/logs/${name}.ok"
+        {
+            if run_system "${sys}" "${seed}" > "${expdir}/logs/${name}.log" 2>&1; then
+                touch "${expdir}/logs/${name}.ok"
+                log "System ${name}: done: WER $(grep -h Sum/Avg "${expdir}/seed${seed}/enh_asr_${sys}"/decode_*/"${test_set}"/score_wer/result.txt | tr -s ' ')"
+            else
+                log "System ${name}: FAILED, see ${expdir}/logs/${name}.log"
+            fi
+        } &
+    done
+done
+wait
+failed=""
+exps=""
+for seed in ${seeds}; do
+    for sys in ${systems}; do
+        [ -e "${expdir}/logs/${sys}_seed${seed}.ok" ] || failed+=" ${sys}_seed${seed}"
+        exps+=" ${expdir}/seed${seed}/enh_asr_${sys}"
+    done
+done
+[ -z "${failed}" ] || { log "Error: failed:${failed} (see ${expdir}/logs/<system>_seed<k>.log)"; exit 1; }
+
+log "WER per system and SNR: ${expdir}/compare/compare_rules.md"
+first_seed=${seeds%% *}
+inference_tag=$(basename "$(ls -d "${expdir}/seed${first_seed}/enh_asr_${systems%% *}"/decode_*/ | head -n 1)")
+baseline=none
+[[ " ${systems} " != *" sum "* ]] || baseline=sum
+# shellcheck disable=SC2086
+${python} local/compare_rules.py --data_dir "${dumpdir}/raw/${test_set}" --out_dir "${expdir}/compare" \
+    --inference_tag "${inference_tag}" --name_key "grad_rule,grad_rule_conf.w_se?" --rename fixed_0=asr_only \
+    --baseline "${baseline}" ${exps}
