@@ -190,3 +190,50 @@ def test_speaker_comparison_fine_tunes_with_the_branch_decodes_and_probes(smoke_
     assert re.search(r"^\| baseline \| 0 \| [0-9.]+ \[", table, re.M) and re.search(r"^\| al_mid \| 0 \|", table, re.M)
     probe = (exp / "probe/all/probe.md").read_text()
     assert re.search(r"^\| baseline \|", probe, re.M) and re.search(r"^\| al_mid \|", probe, re.M)
+
+
+@pytest.mark.slow
+def test_rule_comparison_trains_each_rule_and_seed_from_the_shared_start(smoke_run):
+    """local/run_rule_comparison.sh on the smoke outputs. From the trained start, every system
+    loads the sum system's weights (init_param) and trains with its own rule and seed at a constant
+    learning rate; 'asr_only' is the fixed rule with w_se 0, and the table pools both seeds of each
+    system under its name. From scratch, nothing is loaded and the config's schedule is kept.
+    Unknown systems are refused before anything trains."""
+    import yaml
+
+    recipe, _, _ = smoke_run
+    env = {**os.environ, "cmd_backend": "local", "OMP_NUM_THREADS": "1",
+           "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
+
+    def compare(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run(["local/run_rule_comparison.sh", "--smoke", "true", *args], cwd=recipe, env=env,
+                              capture_output=True, text=True, timeout=1800)
+
+    p = compare("--systems", "asr_only bogus")
+    assert p.returncode == 2 and "unknown system 'bogus'" in p.stdout + p.stderr
+    assert not (recipe / "exp_rules_smoke/seed1").exists()
+
+    p = compare("--systems", "asr_only sum", "--seeds", "1 2")
+    logs = "".join(f.read_text()[-3000:] for f in (recipe / "exp_rules_smoke/logs").glob("*.log"))
+    assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:] + logs
+    exp = recipe / "exp_rules_smoke"
+    for seed in (1, 2):
+        asr = yaml.safe_load((exp / f"seed{seed}/enh_asr_asr_only/config.yaml").read_text())
+        assert (asr["grad_rule"], asr["grad_rule_conf"], asr["seed"]) == ("fixed", {"w_se": 0}, seed)
+        assert asr["init_param"] == ["exp_smoke/enh_asr_train_enh_asr_smoke_sum/valid.acc.ave.pth"]
+        assert asr["scheduler"] is None and asr["optim_conf"]["lr"] == 0.0005  # --lr, constant
+        plain = yaml.safe_load((exp / f"seed{seed}/enh_asr_sum/config.yaml").read_text())
+        assert (plain["grad_rule"], plain["seed"]) == ("sum", seed)
+    table = (exp / "compare/compare_rules.md").read_text()
+    assert re.search(r"^\| asr_only \| 1,2 \| [0-9.]+ \[.*\| [+-][0-9.]+ \[", table, re.M), table
+    assert re.search(r"^\| sum \| 1,2 \| [0-9.]+ \[.*\| \+0\.00 \[\+0\.00, \+0\.00\] \|", table, re.M), table
+    assert (exp / "compare/compare_rules.png").stat().st_size > 0
+
+    p = compare("--start", "scratch", "--systems", "gr", "--seeds", "3")
+    assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]
+    scratch = yaml.safe_load((recipe / "exp_rules_scratch_smoke/seed3/enh_asr_gr/config.yaml").read_text())
+    smoke_config = yaml.safe_load((recipe / "conf/tuning/train_enh_asr_smoke.yaml").read_text())
+    assert scratch["init_param"] == [] and scratch["seed"] == 3
+    # the smoke config's own learning rate (0.001) and epochs, not the trained start's constant 0.0005
+    assert scratch["optim_conf"]["lr"] == smoke_config["optim_conf"]["lr"] != 0.0005
+    assert scratch["max_epoch"] == smoke_config["max_epoch"]

@@ -2,23 +2,28 @@
 # Gradient rules compared on the mini recipe over training seeds: WER with bootstrap 95% intervals
 # (utterances and seeds resampled), per SNR, and the training time of each rule.
 #
-# Design (a short, equal budget for every system; the from-scratch comparison at the recipe's full
-# budget is ./run.sh --grad_rules ... per seed, see docs/gradient_rules.md): every system starts from
-# the same trained joint model (--base_exp, default ./run.sh's sum system) and trains --epochs more
-# epochs with its rule, seed, the same data and optimiser (Adam, constant learning rate --lr; the
-# warm-up of the from-scratch schedule would undo the shared start). Systems:
+# Every system has the same data and budget; two starts:
+#   --start trained (default; a short budget): every system starts from the same trained joint model
+#       (--base_exp, default ./run.sh's sum system) and trains --epochs (default 1) more epochs with its
+#       rule and seed (Adam, constant learning rate --lr; the warm-up of the from-scratch schedule would
+#       undo the shared start). About 5 minutes per system on 2 cores (2 systems at once, 1 thread each).
+#   --start scratch (the recipe's full budget): every system trains like ./run.sh's, from its seed's
+#       initialisation with the config's schedule and max_epoch (11; or --epochs). About 35 minutes per
+#       system on 2 cores, i.e. about 10 hours for the default 11 systems x 3 seeds at 2 at once.
+# Systems:
 #   asr_only      grad_rule fixed with w_se 0: the same joint model, the SE loss contributes no gradient
 #   fixed_<w>     grad_rule fixed with w_se <w> (e.g. fixed_0.5)
 #   <rule>        any other rule of espnet2/train/gradient_rules.py with its default options
 # Each system is decoded (stage 12) and scored (stage 14) on the simulated test set (0 and 5 dB).
 #
 #   local/run_rule_comparison.sh                         # after ./run.sh; writes exp_rules/compare/
+#   local/run_rule_comparison.sh --start scratch         # after ./run.sh stage 10; writes exp_rules_scratch/
 #   local/run_rule_comparison.sh --seeds "1" --systems "sum gr"
 #   local/run_rule_comparison.sh --smoke true            # after ./run.sh --smoke true (tests: wiring only)
 #
-# Outputs (exp_rules_smoke/ with --smoke true): exp_rules/seed<k>/enh_asr_<system>/ (training, decoding,
-# scores), exp_rules/logs/, exp_rules/compare/compare_rules.{md,png}. A re-run skips what is complete
-# (enh_asr.sh's stage markers), so an interrupted comparison resumes.
+# Outputs (in exp_rules/, exp_rules_scratch/ with --start scratch, <that>_smoke/ with --smoke true):
+# seed<k>/enh_asr_<system>/ (training, decoding, scores), logs/, compare/compare_rules.{md,png}.
+# A re-run skips what is complete (enh_asr.sh's stage markers), so an interrupted comparison resumes.
 set -e
 set -u
 set -o pipefail
@@ -29,11 +34,12 @@ log() {
 }
 
 smoke=false         # true: on ./run.sh --smoke true's outputs (exp_smoke, dump_smoke)
-base_exp=           # the shared start: a trained system of ./run.sh (default: its sum system)
+start=trained       # trained: from --base_exp; scratch: from each seed's initialisation
+base_exp=           # the shared trained start: a system of ./run.sh (default: its sum system)
 systems="asr_only sum gr pcgrad gradvac cagrad imtl_g mgda nash_mtl aligned_mtl fixed_0.5"
-seeds="1 2 3"       # training seeds (data order, dropout, SpecAugment; the start is shared)
-epochs=1            # training epochs per system
-lr=0.0005           # constant Adam learning rate
+seeds="1 2 3"       # training seeds (data order, dropout, SpecAugment; and the initialisation from scratch)
+epochs=             # training epochs per system (default: 1 from a trained start; the config's from scratch)
+lr=0.0005           # constant Adam learning rate from a trained start
 parallel=2          # systems trained at once (one thread each)
 python=python3
 
@@ -45,14 +51,28 @@ fi
 . ./path.sh
 
 if "${smoke}"; then
-    run_exp=exp_smoke dumpdir=dump_smoke expdir=exp_rules_smoke config_name=train_enh_asr_smoke
+    run_exp=exp_smoke dumpdir=dump_smoke config_name=train_enh_asr_smoke suffix=_smoke
 else
-    run_exp=exp dumpdir=dump expdir=exp_rules config_name=train_enh_asr_small_cpu
+    run_exp=exp dumpdir=dump config_name=train_enh_asr_small_cpu suffix=
 fi
-[ -n "${base_exp}" ] || base_exp=${run_exp}/enh_asr_${config_name}_sum
-
+[ -z "${epochs}" ] || [[ "${epochs}" =~ ^[1-9][0-9]*$ ]] \
+    || { log "Error: --epochs must be a positive integer, got '${epochs}'"; exit 2; }
 model=valid.acc.ave.pth
-[ -f "${base_exp}/${model}" ] || { log "Error: ${base_exp}/${model} is missing: run ./run.sh first (or give --base_exp)"; exit 1; }
+case "${start}" in
+    trained)
+        expdir=exp_rules${suffix}
+        [ -n "${base_exp}" ] || base_exp=${run_exp}/enh_asr_${config_name}_sum
+        [ -f "${base_exp}/${model}" ] \
+            || { log "Error: ${base_exp}/${model} is missing: run ./run.sh first (or give --base_exp)"; exit 1; }
+        common_args="--init_param ${base_exp}/${model} --max_epoch ${epochs:-1} --scheduler none --optim_conf lr=${lr}"
+        origin="${base_exp}/${model}, ${epochs:-1} epoch(s) each" ;;
+    scratch)
+        expdir=exp_rules_scratch${suffix}
+        [ -z "${base_exp}" ] || { log "Error: --base_exp is for --start trained"; exit 2; }
+        common_args=${epochs:+--max_epoch ${epochs}}
+        origin="scratch, ${epochs:-max_epoch of the config} epochs each" ;;
+    *) log "Error: --start must be trained or scratch, got '${start}'"; exit 2 ;;
+esac
 known_rules=$(${python} -c "from espnet2.train.gradient_rules import RULES; print(' '.join(RULES))")
 for sys in ${systems}; do
     case "${sys}" in
@@ -74,8 +94,7 @@ test_set=et05_simu_isolated_1ch_track
 
 # One system and seed: train, decode, score (explicit returns: errexit does not apply inside "if run_system").
 run_system() {
-    local sys=$1 seed=$2 rule=$1 args
-    args="--init_param ${base_exp}/${model} --max_epoch ${epochs} --scheduler none --optim_conf lr=${lr} --seed ${seed}"
+    local sys=$1 seed=$2 rule=$1 args="${common_args} --seed $2"
     case "${sys}" in
         asr_only) rule=fixed; args+=" --grad_rule_conf w_se=0" ;;
         fixed_*) rule=fixed; args+=" --grad_rule_conf w_se=${sys#fixed_}" ;;
@@ -91,7 +110,7 @@ run_system() {
 
 mkdir -p "${expdir}/logs"
 n_sys=$(echo ${systems} | wc -w) n_seeds=$(echo ${seeds} | wc -w)
-log "Training $((n_sys * n_seeds)) systems from ${base_exp}/${model}, ${epochs} epoch(s) each: ${systems} x seeds ${seeds}"
+log "Training $((n_sys * n_seeds)) systems from ${origin}: ${systems} x seeds ${seeds}"
 log "(${parallel} at once; logs: ${expdir}/logs/)"
 for seed in ${seeds}; do  # seed-major: an interrupted run has whole seeds of every rule
     for sys in ${systems}; do
