@@ -20,10 +20,10 @@ Usage::
 """
 
 import argparse
-import os
-import tempfile
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
+
+from espnet2.fileio.atomic_write import write_lines_atomic
 
 
 def _read_pairs(path: Path) -> List[Tuple[str, str]]:
@@ -39,32 +39,19 @@ def _read_pairs(path: Path) -> List[Tuple[str, str]]:
     return pairs
 
 
-def _write_atomic(path: Path, lines: Sequence[str]) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.writelines(f"{line}\n" for line in lines)
-        os.chmod(tmp, 0o644)  # mkstemp's 0600 would hide the file from the user's group
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
 def make_utt2spkid(data_dir: Path, spk2spkid: Optional[Path] = None) -> Dict[str, int]:
     """Write ``utt2spkid`` (and ``spk2spkid`` if not given); return the speaker ids."""
     utt2spk = _read_pairs(data_dir / "utt2spk")
     if spk2spkid is None:
         ids = {s: i for i, s in enumerate(sorted({s for _, s in utt2spk}))}
-        _write_atomic(data_dir / "spk2spkid", [f"{s} {i}" for s, i in ids.items()])
+        write_lines_atomic(data_dir / "spk2spkid", [f"{s} {i}" for s, i in ids.items()])
     else:
         ids = {}
         for lineno, (s, i) in enumerate(_read_pairs(spk2spkid), 1):
             if not i.isdigit():
                 raise ValueError(f"{spk2spkid}:{lineno}: speaker id must be an integer >= 0, got {i!r}")
             ids[s] = int(i)
-    _write_atomic(data_dir / "utt2spkid", [f"{u} {ids.get(s, -1)}" for u, s in utt2spk])
+    write_lines_atomic(data_dir / "utt2spkid", [f"{u} {ids.get(s, -1)}" for u, s in utt2spk])
     return ids
 
 

@@ -35,10 +35,8 @@ results (e.g. the MT and AL models) to the table and the plot; given without
 import argparse
 import json
 import logging
-import os
 import random
 import sys
-import tempfile
 from collections import defaultdict
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -48,6 +46,7 @@ import numpy as np
 import torch
 
 from espnet2.asr.speaker_adversarial import encoder_layers, tap_encoder_layers
+from espnet2.fileio.atomic_write import atomic_path, atomic_writer
 from espnet2.layers.speaker_branch import SpeakerBranch, resolve_fork_layer, speaker_nll
 from espnet2.utils.types import str2bool
 
@@ -303,20 +302,6 @@ def probe_layers(
     return results
 
 
-def _atomic_write(path: Path, write: Callable[[str], None]) -> None:
-    """Write via ``write(tmp_path)`` into a temp file in the same dir, then rename."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=path.suffix)
-    os.close(fd)
-    try:
-        write(tmp)
-        os.chmod(tmp, 0o644)  # mkstemp's 0600 would hide the file from the user's group
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
 def markdown_table(runs: Dict[str, List[dict]]) -> str:
     """Held-out accuracy (%) per model (rows) and layer (columns), plus chance."""
     columns = sorted({(r["layer"], r["name"]) for rows in runs.values() for r in rows})
@@ -379,8 +364,10 @@ def read_reports(paths: Sequence[Path]) -> Dict[str, List[dict]]:
 def write_tables(output_dir: Path, runs: Dict[str, List[dict]]) -> None:
     """``probe.md`` and ``probe.png`` of ``runs`` (one row / line per model)."""
     output_dir.mkdir(parents=True, exist_ok=True)
-    _atomic_write(output_dir / "probe.md", lambda tmp: Path(tmp).write_text(markdown_table(runs)))
-    _atomic_write(output_dir / "probe.png", lambda tmp: plot_accuracy(runs, tmp))
+    with atomic_writer(output_dir / "probe.md") as f:
+        f.write(markdown_table(runs))
+    with atomic_path(output_dir / "probe.png", suffix=".png") as tmp:
+        plot_accuracy(runs, tmp)
 
 
 def write_report(output_dir: Path, tag: str, results: List[LayerResult], compare: Sequence[Path] = ()) -> None:
@@ -389,11 +376,8 @@ def write_report(output_dir: Path, tag: str, results: List[LayerResult], compare
     rows = [asdict(r) for r in results]
     runs = read_reports(compare)
     runs[tag] = rows
-
-    def dump_json(tmp):
-        Path(tmp).write_text(json.dumps({"tag": tag, "layers": rows}, indent=2) + "\n")
-
-    _atomic_write(output_dir / "probe.json", dump_json)
+    with atomic_writer(output_dir / "probe.json") as f:
+        f.write(json.dumps({"tag": tag, "layers": rows}, indent=2) + "\n")
     write_tables(output_dir, runs)
 
 

@@ -21,8 +21,6 @@ so ``pred_layers: [4, 8, 12]`` means the same thing for every kind.
 """
 
 import inspect
-import os
-import tempfile
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
@@ -34,6 +32,7 @@ from espnet2.distill.wav2vec2_blocks import (
     ConvFeatureExtractor,
     TransformerStack,
 )
+from espnet2.fileio.atomic_write import atomic_path
 
 TEACHER_KINDS = ("tiny", "hf", "espnet_asr", "espnet_enh_s2t")
 HF_MODEL_TYPES = ("wavlm", "hubert", "wav2vec2")
@@ -169,18 +168,8 @@ class ESPnetEncoderTeacher(Teacher):
 def save_tiny_teacher(path: str, teacher: TinyTeacher) -> None:
     """Write ``teacher`` as a ``kind: tiny`` checkpoint (atomically: temp file + rename)."""
     payload = {"kind": "tiny", "config": teacher.config, "state_dict": teacher.state_dict()}
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
+    with atomic_path(path) as tmp:
         torch.save(payload, tmp)
-        os.chmod(tmp, 0o644)  # mkstemp's 0600 would hide the file from the user's group
-        os.replace(tmp, target)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 def _load_tiny(path: Path) -> TinyTeacher:

@@ -39,7 +39,6 @@ import dataclasses
 import inspect
 import logging
 import math
-import os
 import time
 from contextlib import nullcontext
 from pathlib import Path
@@ -50,6 +49,7 @@ import torch.distributed
 from torch.nn.parallel import DistributedDataParallel
 from typeguard import typechecked
 
+from espnet2.fileio.atomic_write import atomic_path
 from espnet2.schedulers.abs_scheduler import AbsBatchStepScheduler, AbsScheduler
 from espnet2.torch_utils.add_gradient_noise import add_gradient_noise
 from espnet2.torch_utils.device_funcs import to_device
@@ -544,11 +544,8 @@ class GradientRemedyTrainer(Trainer):
         state = rule.state_dict()
         if not state or distributed_option.dist_rank not in (None, 0):
             return
-        path = cls._rule_state_path(options, epoch)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.tmp")
-        torch.save({k: v.cpu() for k, v in state.items()}, tmp)
-        os.replace(tmp, path)
+        with atomic_path(cls._rule_state_path(options, epoch)) as tmp:
+            torch.save({k: v.cpu() for k, v in state.items()}, tmp)
 
     @classmethod
     def shared_parameters(

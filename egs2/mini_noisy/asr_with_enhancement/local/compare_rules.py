@@ -50,10 +50,8 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import math
-import os
 import re
 import sys
-import tempfile
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
@@ -63,6 +61,7 @@ RECIPE_DIR = Path(__file__).resolve().parents[1]
 if str(RECIPE_DIR) not in sys.path:
     sys.path.insert(0, str(RECIPE_DIR))
 
+from espnet2.fileio.atomic_write import atomic_path  # noqa: E402
 from pyscripts.utils.table_file import TableError, read_table, write_lines_atomic  # noqa: E402
 
 _ID = re.compile(r"^id:\s*\((.+)\)\s*$")
@@ -425,16 +424,11 @@ def plot(
     ax.grid(axis="y", alpha=0.3)
     ax.legend(fontsize="small", ncol=min(len(series), 4))
     fig.tight_layout()
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".png")
-    os.close(fd)
     try:
-        fig.savefig(tmp, dpi=120)
-        os.chmod(tmp, 0o644)  # mkstemp's 0600 would hide the file from the user's group
-        os.replace(tmp, path)
+        with atomic_path(path, suffix=".png") as tmp:
+            fig.savefig(tmp, dpi=120)
     finally:
         plt.close(fig)
-        if os.path.exists(tmp):
-            os.unlink(tmp)
 
 
 # ----------------------------------------------------------------------------- main

@@ -22,7 +22,6 @@ Markdown table), each atomically.
 
 import argparse
 import json
-import os
 import sys
 from pathlib import Path
 from typing import Dict, List
@@ -32,6 +31,7 @@ import torch
 
 from espnet2.asr.frontend.robust_distiller import load_student
 from espnet2.distill.losses import mean_frame_cosine
+from espnet2.fileio.atomic_write import atomic_writer
 
 
 def read_scp(path: Path) -> Dict[str, str]:
@@ -98,13 +98,6 @@ def layer_similarity(student, pairs) -> Dict[str, Dict[str, float]]:
     return result
 
 
-def atomic_write(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
 def markdown(results: Dict[str, Dict[str, Dict[str, float]]], data_dir: str, n: int) -> str:
     """Two tables (raw, mean-centred): system x hidden state, "matched (mismatched)"."""
     layers = list(next(iter(results.values())))
@@ -149,10 +142,12 @@ def main() -> None:
             results[name] = layer_similarity(student, pairs)
     except (OSError, ValueError) as e:
         sys.exit(f"noise_invariance.py: {e}")
-    atomic_write(args.out, json.dumps(results, indent=2) + "\n")
+    with atomic_writer(args.out) as f:
+        f.write(json.dumps(results, indent=2) + "\n")
     table = markdown(results, str(args.data_dir), len(pairs))
     if args.out_md:
-        atomic_write(args.out_md, table)
+        with atomic_writer(args.out_md) as f:
+            f.write(table)
     print(table)
 
 

@@ -18,12 +18,13 @@ Every file is written to a temporary name and renamed into place.
 """
 
 import argparse
-import os
 import sys
 from pathlib import Path
-from typing import Dict, Iterable, List
+from typing import Dict, List
 
 import soundfile
+
+from espnet2.fileio.atomic_write import write_lines_atomic
 
 EXACT_REFERENCE = ("SIMU", "CLEAN")
 
@@ -43,13 +44,6 @@ def read_table(path: Path) -> Dict[str, str]:
     return table
 
 
-def write_lines(path: Path, lines: Iterable[str]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text("".join(f"{line}\n" for line in lines), encoding="utf-8")
-    os.replace(tmp, path)
-
-
 def num_samples(utt: str, path: str) -> int:
     try:
         return soundfile.info(path).frames
@@ -66,8 +60,8 @@ def prepare_clean(src: Path, dst: Path) -> int:
         raise ValueError(f"{src}/spk1.scp has no reference for {missing[0]} ({len(missing)} missing)")
     if not utts:
         raise ValueError(f"{src}: no utterance with an exact clean reference ({EXACT_REFERENCE})")
-    write_lines(dst / "speech_shape", [f"{u} {num_samples(u, refs[u])}" for u in utts])
-    write_lines(dst / "wav.scp", [f"{u} {refs[u]}" for u in utts])
+    write_lines_atomic(dst / "speech_shape", [f"{u} {num_samples(u, refs[u])}" for u in utts])
+    write_lines_atomic(dst / "wav.scp", [f"{u} {refs[u]}" for u in utts])
     return len(utts)
 
 
@@ -78,16 +72,16 @@ def prepare_asr(src: Path, dst: Path) -> int:
         odd = sorted(set(wavs) ^ set(texts))[0]
         raise ValueError(f"{src}: wav.scp and text_spk1 differ in utterances, e.g. '{odd}'")
     utts = sorted(wavs)
-    write_lines(dst / "speech_shape", [f"{u} {num_samples(u, wavs[u])}" for u in utts])
-    write_lines(dst / "text_shape.char", [f"{u} {len(texts[u])}" for u in utts])
-    write_lines(dst / "text", [f"{u} {texts[u]}" for u in utts])
-    write_lines(dst / "wav.scp", [f"{u} {wavs[u]}" for u in utts])
+    write_lines_atomic(dst / "speech_shape", [f"{u} {num_samples(u, wavs[u])}" for u in utts])
+    write_lines_atomic(dst / "text_shape.char", [f"{u} {len(texts[u])}" for u in utts])
+    write_lines_atomic(dst / "text", [f"{u} {texts[u]}" for u in utts])
+    write_lines_atomic(dst / "wav.scp", [f"{u} {wavs[u]}" for u in utts])
     return len(utts)
 
 
 def write_tokens(text: Path, out: Path) -> int:
     chars = sorted({c for line in read_table(text).values() for c in line} - {" "})
-    write_lines(out, ["<blank>", "<unk>", "<space>", *chars, "<sos/eos>"])
+    write_lines_atomic(out, ["<blank>", "<unk>", "<space>", *chars, "<sos/eos>"])
     return len(chars) + 4
 
 

@@ -11,13 +11,13 @@ checkpoint) atomically.
 """
 
 import argparse
-import os
 from pathlib import Path
 
 import torch
 import yaml
 
 from espnet2.distill.model import RobustDistillModel
+from espnet2.fileio.atomic_write import atomic_path
 
 
 def main() -> None:
@@ -35,10 +35,8 @@ def main() -> None:
         model_conf["teacher_path"] = args.teacher_path
     torch.manual_seed(args.seed)
     model = RobustDistillModel(**model_conf)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = args.out.with_name(f".{args.out.name}.tmp")
-    torch.save(model.state_dict(), tmp)
-    os.replace(tmp, args.out)
+    with atomic_path(args.out) as tmp:
+        torch.save(model.state_dict(), tmp)
     print(f"{args.out}: initial student (init_from_teacher={model_conf.get('init_from_teacher', True)})")
 
 

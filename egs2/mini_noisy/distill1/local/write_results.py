@@ -8,11 +8,12 @@ reports, whose ``Sum/Avg`` row holds #Snt #Wrd Corr Sub Del Ins Err S.Err). Writ
 
 import argparse
 import json
-import os
 import re
 import sys
 from pathlib import Path
 from typing import List
+
+from espnet2.fileio.atomic_write import atomic_writer
 
 HEADER = """# RobustDistiller on the mini noisy corpus
 
@@ -117,10 +118,8 @@ def main() -> None:
     text += "| front-end student | " + " | ".join(args.test_sets) + " |\n"
     text += "| --- |" + " --- |" * len(args.test_sets) + "\n"
     text += "\n".join(rows) + "\n"
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = args.out.with_name(f".{args.out.name}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, args.out)
+    with atomic_writer(args.out) as f:
+        f.write(text)
 
 
 if __name__ == "__main__":

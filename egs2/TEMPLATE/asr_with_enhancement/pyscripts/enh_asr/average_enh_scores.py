@@ -9,10 +9,11 @@ over utterances, the file ESPnet's enh.sh writes), each through a temporary file
 
 import argparse
 import math
-import os
 import sys
 from pathlib import Path
 from typing import Dict, List
+
+from espnet2.fileio.atomic_write import atomic_writer
 
 
 def read_scores(path: Path) -> Dict[str, float]:
@@ -53,12 +54,6 @@ def mean_score(scores: Dict[str, float]) -> float:
     return sum(values) / len(values) if values else math.nan
 
 
-def write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
-
-
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--output_dir", type=Path, required=True)
@@ -72,8 +67,10 @@ def main(argv=None) -> int:
     args.output_dir.mkdir(parents=True, exist_ok=True)
     for metric, scores in sorted(merged.items()):
         lines = "".join(f"{utt} {scores[utt]}\n" for utt in sorted(scores))
-        write_atomic(args.output_dir / f"{metric}_spk1", lines)
-        write_atomic(args.output_dir / f"result_{metric.lower()}.txt", f"{mean_score(scores):.4f}\n")
+        with atomic_writer(args.output_dir / f"{metric}_spk1") as f:
+            f.write(lines)
+        with atomic_writer(args.output_dir / f"result_{metric.lower()}.txt") as f:
+            f.write(f"{mean_score(scores):.4f}\n")
         print(f"{metric}: {mean_score(scores):.4f} ({len(scores)} utterances)")
     return 0
 

@@ -15,7 +15,6 @@ The tables follow ESPnet's ``show_asr_result.sh``; a summary table puts the syst
 
 import argparse
 import datetime
-import os
 import re
 import subprocess
 import sys
@@ -27,6 +26,7 @@ if str(TEMPLATE_DIR) not in sys.path:
     sys.path.insert(0, str(TEMPLATE_DIR))
 
 from pyscripts.scoring.score_asr import ScoringError, sum_avg_row  # noqa: E402
+from pyscripts.utils.table_file import atomic_writer  # noqa: E402
 
 SCORE_TYPES = ("wer", "cer", "ter")
 ASR_COLUMNS = ("Snt", "Wrd", "Corr", "Sub", "Del", "Ins", "Err", "S.Err")
@@ -214,9 +214,8 @@ def main(argv=None) -> int:
     except (OSError, ValueError) as e:
         print(f"write_results.py: {e}", file=sys.stderr)
         return 1
-    tmp = args.output.with_name(args.output.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, args.output)
+    with atomic_writer(args.output) as f:
+        f.write(text)
     return 0
 
 
