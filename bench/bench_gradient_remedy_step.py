@@ -13,10 +13,10 @@ step in any of them):
 * MTL: forward, one backward of ``l_asr + l_se`` (plain multi-task learning);
 * floor: MTL plus one extra backward of ``l_se`` through the SE front-end only
   (the least any method that needs G_SE and G_ASR apart can cost);
-* GR: :class:`GradientRemedyTrainer`'s own step methods (``_forward``,
-  ``_task_gradients``, ``_apply_rule`` with ``grad_rule gr``, per tensor), i.e.
-  one backward of ``l_asr`` for all parameters + ``autograd.grad`` of ``l_se``
-  on the SE parameters + the rule;
+* a rule (``gr`` by default; ``--rules`` names several): :class:`GradientRemedyTrainer`'s
+  own step methods (``_forward``, ``_task_gradients``, ``_apply_rule`` with that
+  rule, per tensor), i.e. one backward of ``l_asr`` for all parameters +
+  ``autograd.grad`` of ``l_se`` on the SE parameters + the rule;
 
 and the time inside ``_apply_rule`` alone. Repetitions are interleaved (the
 variant order rotates each round) and medians are reported, after warm-up
@@ -31,11 +31,12 @@ steps) over the resident set before them; on CUDA the growth of
 Usage::
 
     OMP_NUM_THREADS=1 tools/venv/bin/python bench/bench_gradient_remedy_step.py \
-        [--models small paper] [--rounds 7] [--warmup 2] [--device cpu] \
-        [--skip_memory]
+        [--models small paper] [--rules gr pcgrad ...] [--rounds 7] [--warmup 2] \
+        [--device cpu] [--skip_memory]
 
 Targets (docs/gradient_remedy_trainer.md): GR <= 1.05 x floor, rule <= 1% of
-the GR step.
+the GR step. Output: per model and clock, one row per variant (step seconds, step / floor,
+seconds in the rule, rule / step).
 """
 
 import argparse
@@ -47,7 +48,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Callable, Dict, List
+from typing import Callable, Dict, List, Sequence
 
 import torch
 
@@ -65,12 +66,12 @@ MODELS = {
         tokens=15,
     ),
 }
-VARIANTS = ("mtl", "floor", "gr")
+BASELINES = ("mtl", "floor")
 FS = 16000
 
 
 def build(name: str, device: str):
-    """Model, synthetic SIMU batch, trainer options and rule for one model shape."""
+    """Model, synthetic SIMU batch and trainer options (per-tensor rules) for one model shape."""
     from espnet2.tasks.enh_s2t_gr import EnhS2TGRTask
     from espnet2.train.trainer_gradient_remedy import GradientRemedyTrainer
 
@@ -97,13 +98,15 @@ def build(name: str, device: str):
     }
     batch = {k: v.to(device) for k, v in batch.items()}
     batch["utt_id"] = [f"u{i}_SIMU" for i in range(n)]
-    return model, batch, options, GradientRemedyTrainer._build_rule(options)
+    return model, batch, options
 
 
 def step_functions(
-    model, batch, options, rule, sync: Callable[[], None]
+    model, batch, options, rules: Sequence[str], sync: Callable[[], None]
 ) -> Dict[str, Callable]:
-    """One callable per variant; each returns the (wall, CPU) seconds in the rule."""
+    """One callable per variant (MTL, floor, each rule); each returns the (wall, CPU)
+    seconds spent in the rule (0 for MTL and the floor)."""
+    from espnet2.train.gradient_rules import get_rule
     from espnet2.train.trainer_gradient_remedy import GradientRemedyTrainer as T
 
     shared = [p for _, p in model.shared_parameters()]
@@ -123,31 +126,35 @@ def step_functions(
         (losses["asr"] + losses["se"]).backward()
         return 0.0, 0.0
 
-    def gr() -> float:
-        buffer.install()
-        losses, _, _ = T._forward(model, batch, None, options, distributed=False)
-        T._task_gradients(losses, buffer, None)
-        sync()
-        start, start_cpu = time.perf_counter(), time.process_time()
-        T._apply_rule(rule, buffer)
-        sync()
-        return time.perf_counter() - start, time.process_time() - start_cpu
+    def trainer_step(rule) -> Callable:
+        def step() -> float:
+            buffer.install()
+            losses, _, _ = T._forward(model, batch, None, options, distributed=False)
+            T._task_gradients(losses, buffer, None)
+            sync()
+            start, start_cpu = time.perf_counter(), time.process_time()
+            T._apply_rule(rule, buffer)
+            sync()
+            return time.perf_counter() - start, time.process_time() - start_cpu
 
-    return {"mtl": mtl, "floor": floor, "gr": gr}
+        return step
+
+    return {"mtl": mtl, "floor": floor, **{r: trainer_step(get_rule(r)) for r in rules}}
 
 
-def time_model(name: str, device: str, rounds: int, warmup: int) -> Dict[str, float]:
+def time_model(name: str, rules: Sequence[str], device: str, rounds: int, warmup: int) -> Dict[str, float]:
     """Medians of wall-clock and process CPU seconds per variant and in the rule.
 
     CPU time counts only this (single-threaded) process's own work, so on a
     shared, oversubscribed CPU it is the steadier of the two clocks.
     """
-    model, batch, options, rule = build(name, device)
+    model, batch, options = build(name, device)
     sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
-    fns = step_functions(model, batch, options, rule, sync)
+    fns = step_functions(model, batch, options, rules, sync)
+    variants = list(fns)
     samples: Dict[str, List[float]] = {}
     for r in range(warmup + rounds):
-        order = VARIANTS[r % 3 :] + VARIANTS[: r % 3]
+        order = variants[r % len(variants) :] + variants[: r % len(variants)]
         for variant in order:
             sync()
             start, start_cpu = time.perf_counter(), time.process_time()
@@ -157,8 +164,8 @@ def time_model(name: str, device: str, rounds: int, warmup: int) -> Dict[str, fl
                 f"wall_{variant}": time.perf_counter() - start,
                 f"cpu_{variant}": time.process_time() - start_cpu,
             }
-            if variant == "gr":
-                measured.update(wall_rule=rule_wall, cpu_rule=rule_cpu)
+            if variant not in BASELINES:
+                measured.update({f"wall_rule_{variant}": rule_wall, f"cpu_rule_{variant}": rule_cpu})
             if r >= warmup:
                 for key, value in measured.items():
                     samples.setdefault(key, []).append(value)
@@ -182,7 +189,7 @@ def peak_memory_child(name: str, variant: str, device: str) -> None:
     /proc/self/clear_refs "5"), then VmHWM - VmRSS(before). It includes allocator
     slack (freed but not returned memory), so read differences, not absolutes.
     """
-    model, batch, options, rule = build(name, device)
+    model, batch, options = build(name, device)
     sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
     gc.collect()
     if device == "cuda":
@@ -194,7 +201,8 @@ def peak_memory_child(name: str, variant: str, device: str) -> None:
         with open("/proc/self/clear_refs", "w") as f:
             f.write("5")
         base = _rss_kib("VmRSS:") * 1024
-    fn = step_functions(model, batch, options, rule, sync)[variant]
+    rules = [] if variant in BASELINES else [variant]
+    fn = step_functions(model, batch, options, rules, sync)[variant]
     for _ in range(3):
         fn()
     sync()
@@ -219,6 +227,10 @@ def main() -> None:
     parser.add_argument(
         "--models", nargs="+", choices=list(MODELS), default=list(MODELS)
     )
+    parser.add_argument(
+        "--rules", nargs="+", default=["gr"],
+        help="rules of espnet2/train/gradient_rules.py to time (default options)",
+    )
     parser.add_argument("--rounds", type=int, default=7, help="timed rounds per model")
     parser.add_argument("--warmup", type=int, default=2, help="untimed rounds first")
     default_device = "cuda" if torch.cuda.is_available() else "cpu"
@@ -231,6 +243,13 @@ def main() -> None:
     if args._memory_child:
         peak_memory_child(*args._memory_child, device=args.device)
         return
+    from espnet2.train.gradient_rules import RULES
+
+    unknown = [r for r in args.rules if r not in RULES]
+    if unknown:
+        parser.error(f"unknown rule(s) {unknown}; known: {sorted(RULES)}")
+    rules = list(dict.fromkeys(args.rules))
+    variants = list(BASELINES) + rules
 
     print(
         f"device={args.device} torch={torch.__version__} "
@@ -240,33 +259,28 @@ def main() -> None:
     )
     rows = {}
     for name in args.models:  # timing first: the model is freed before the children
-        rows[name] = time_model(name, args.device, args.rounds, args.warmup)
+        rows[name] = time_model(name, rules, args.device, args.rounds, args.warmup)
     if not args.skip_memory:
         for name in args.models:
-            for variant in VARIANTS:
-                memory = peak_memory(name, variant, args.device)
-                rows[name][f"mem_{variant}"] = memory
+            for variant in variants:
+                rows[name][f"mem_{variant}"] = peak_memory(name, variant, args.device)
     clocks = ["wall"] if args.device == "cuda" else ["cpu", "wall"]
-    for clock in clocks:
-        print(f"\n{clock} seconds per step (rule in ms)")
-        print(
-            f"{'model':<7}{'SE/all params':>18}{'MTL':>9}{'floor':>9}{'GR':>9}"
-            f"{'rule':>9}{'floor/MTL':>11}{'GR/floor':>10}{'rule/GR':>9}"
-        )
-        for name, r in rows.items():
-            mtl, floor, gr = (r[f"{clock}_{v}"] for v in VARIANTS)
-            rule = r[f"{clock}_rule"]
-            print(
-                f"{name:<7}{r['params_se'] / 1e6:>8.2f}M/{r['params_all'] / 1e6:>7.2f}M"
-                f"{mtl:>9.3f}{floor:>9.3f}{gr:>9.3f}{rule * 1e3:>9.2f}"
-                f"{floor / mtl:>11.2f}{gr / floor:>10.3f}{rule / gr:>9.2%}"
-            )
-    if not args.skip_memory:
-        kind = "max_memory_allocated" if args.device == "cuda" else "VmHWM growth"
-        print(f"\npeak memory MiB ({kind}): MTL / floor / GR")
-        for name, r in rows.items():
-            print(f"{name:<7}" + " / ".join(f"{r[f'mem_{v}']:.0f}" for v in VARIANTS))
-    print("\ntargets: GR/floor <= 1.05, rule/GR <= 1%")
+    for name, r in rows.items():
+        print(f"\n{name}: {r['params_se'] / 1e6:.2f}M SE / {r['params_all'] / 1e6:.2f}M parameters")
+        for clock in clocks:
+            print(f"{clock} clock: {'variant':<12}{'step s':>9}{'x floor':>9}{'rule ms':>9}{'rule/step':>11}")
+            floor = r[f"{clock}_floor"]
+            for variant in variants:
+                step = r[f"{clock}_{variant}"]
+                line = f"{'':<12}{variant:<12}{step:>9.3f}{step / floor:>9.3f}"
+                if variant not in BASELINES:
+                    rule = r[f"{clock}_rule_{variant}"]
+                    line += f"{rule * 1e3:>9.2f}{rule / step:>11.2%}"
+                print(line)
+        if not args.skip_memory:
+            kind = "max_memory_allocated" if args.device == "cuda" else "VmHWM growth"
+            print(f"peak memory MiB ({kind}): " + ", ".join(f"{v} {r[f'mem_{v}']:.0f}" for v in variants))
+    print("\ntargets: gr step <= 1.05 x floor, rule/step <= 1%")
 
 
 if __name__ == "__main__":
