@@ -1,9 +1,12 @@
 """Atomic file writes: write a temporary file beside the target, rename it into place on success.
 
 A reader (a later stage, a resumed run, another rank) sees either the old file or the complete
-new one, never a half-written file. Every writer of results, data-dir files and checkpoints of
-this project goes through ``atomic_path`` (binary writers that take a file name: ``torch.save``,
-``savefig``), ``atomic_writer`` (text) or ``write_lines_atomic`` (a list of lines).
+new one, never a half-written file. The writers of the ``espnet2`` package and of the recipe scripts
+that run in the project's environment go through ``atomic_path`` (binary writers that take a file
+name: ``torch.save``, ``savefig``), ``atomic_writer`` (text) or ``write_lines_atomic`` (a list of
+lines). The recipe's standard-library-only tools (``utils/*.pl`` through
+``pyscripts/utils/table_file.py``, the CHiME-4 data preparation) run under any ``python3`` and keep
+their own equivalent.
 """
 
 from __future__ import annotations

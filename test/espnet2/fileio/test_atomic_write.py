@@ -1,4 +1,4 @@
-"""espnet2.fileio.atomic_write: every result, data-dir file and checkpoint writer of the project uses it.
+"""espnet2.fileio.atomic_write: the result, data-dir and checkpoint writers of espnet2 and the recipes use it.
 
 What users rely on: a reader never sees a half-written file (a failed writer leaves the old content
 and no temporary file), and results written on a shared cluster are readable by the group (0644, or

@@ -78,8 +78,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 
-from espnet2.fileio.atomic_write import atomic_writer
-
 ENVIRONMENTS = ("bus", "caf", "ped", "str")
 TEST_SETS = ("dt05", "et05")
 CATEGORIES = ("real", "simu")
@@ -511,8 +509,16 @@ def write_file_atomic(path: Path, content: str) -> bool:
         with open(path, encoding="utf-8") as f:
             if f.read() == content:
                 return False
-    with atomic_writer(path) as f:
-        f.write(content)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.tmp.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(content)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
     return True
 
 

@@ -13,7 +13,11 @@ import sys
 from pathlib import Path
 from typing import Dict, List
 
-from espnet2.fileio.atomic_write import atomic_writer
+TEMPLATE_DIR = Path(__file__).resolve().parents[2]
+if str(TEMPLATE_DIR) not in sys.path:
+    sys.path.insert(0, str(TEMPLATE_DIR))
+
+from pyscripts.utils.table_file import atomic_writer  # noqa: E402
 
 
 def read_scores(path: Path) -> Dict[str, float]:

@@ -2,19 +2,17 @@
 
 Every data-dir and scp tool reads its inputs through :func:`read_table`, so a bad line is
 reported the same way everywhere: ``<file>:<line>: <what is wrong>``. Keys are compared in
-``LC_ALL=C`` order, i.e. by their UTF-8 bytes (:func:`c_order`). Writes go through
-:mod:`espnet2.fileio.atomic_write` (``atomic_writer`` and ``write_lines_atomic``, re-exported here).
+``LC_ALL=C`` order, i.e. by their UTF-8 bytes (:func:`c_order`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
+import tempfile
 from dataclasses import dataclass
-from typing import Iterable
-
-from espnet2.fileio.atomic_write import atomic_writer, write_lines_atomic
-
-__all__ = ["Entry", "TableError", "atomic_writer", "c_order", "parse_lines", "read_table", "write_lines_atomic"]
+from pathlib import Path
+from typing import IO, Iterable, Iterator
 
 
 class TableError(ValueError):
@@ -71,3 +69,34 @@ def read_table(path: str | os.PathLike, *, need_value: bool = True) -> list[Entr
     """Read a table file; see :func:`parse_lines` for what is rejected."""
     with open(path, "rb") as f:
         return parse_lines(f, str(path), need_value=need_value)
+
+
+@contextlib.contextmanager
+def atomic_writer(path: str | os.PathLike) -> Iterator[IO[str]]:
+    """Open ``path`` for writing through a temporary file renamed into place on success.
+
+    If the block raises (or the process dies), ``path`` keeps its old content (or stays
+    absent) and the temporary file is removed (or left as ``.<name>.tmp*``, never read).
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as f:
+            yield f
+        if path.exists():
+            os.chmod(tmp, path.stat().st_mode & 0o777)
+        else:
+            os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+def write_lines_atomic(path: str | os.PathLike, lines: Iterable[str]) -> None:
+    """Write ``lines`` (without newlines) to ``path`` atomically, one per line."""
+    with atomic_writer(path) as f:
+        for line in lines:
+            f.write(line + "\n")
