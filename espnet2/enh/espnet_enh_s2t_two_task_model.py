@@ -23,6 +23,14 @@
   of a DistributedDataParallel job reports the same keys (ESPnet's
   ``recursive_average`` runs one ``all_gather`` per key and deadlocks otherwise).
 
+One-backward gradient rules. Inside ``with model.scale_asr_input_gradient(w)``
+the cotangent that the ASR loss sends back into the enhanced signal (the ASR
+back-end's input) is multiplied by the 0-d tensor ``w``; the ASR back-end's
+own gradient is unchanged. One backward of ``l_asr + w_se * l_se`` then gives
+the SE front-end ``w * G_ASR + w_se * G_SE``, what a whole-vector gradient
+rule with weights ``(w, w_se)`` writes after two backwards (the trainer's
+``--gr_weights_every``).
+
 Loss weighting. ESPnet keeps the SE weight on the loss wrapper
 (``enh_criterions[i].wrapper_conf.weight``); this class adds ``asr_weight`` for
 the ASR loss. The paper's ``l_asr = (1 - w) L_ASR`` and ``l_se = w L_SE`` with
@@ -30,9 +38,10 @@ the ASR loss. The paper's ``l_asr = (1 - w) L_ASR`` and ``l_se = w L_SE`` with
 reproduces stock ESPnet's total loss exactly.
 """
 
+import contextlib
 import math
 import random
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -40,6 +49,7 @@ import torch.nn.functional as F
 from espnet2.asr.espnet_model import ESPnetASRModel
 from espnet2.enh.espnet_enh_s2t_model import ESPnetEnhS2TModel
 from espnet2.enh.espnet_model import ESPnetEnhancementModel
+from espnet2.layers.gradient_scale import scale_gradient
 from espnet2.torch_utils.device_funcs import force_gatherable
 
 #: Utterance categories, decided from the utterance-id suffix.
@@ -113,6 +123,7 @@ class TwoTaskEnhS2TModel(ESPnetEnhS2TModel):
         if not math.isfinite(asr_weight) or asr_weight < 0.0:
             raise ValueError(f"asr_weight must be finite and >= 0, got {asr_weight}")
         self.asr_weight = asr_weight
+        self._asr_input_grad_scale: Optional[torch.Tensor] = None
 
     @classmethod
     def from_joint_model(
@@ -138,6 +149,20 @@ class TwoTaskEnhS2TModel(ESPnetEnhS2TModel):
             for name, p in self.named_parameters()
             if name.startswith("enh_model.") and p.requires_grad
         ]
+
+    @contextlib.contextmanager
+    def scale_asr_input_gradient(self, coeff: torch.Tensor) -> Iterator[None]:
+        """Within: the ASR loss's gradient into the SE front-end is scaled by ``coeff``.
+
+        Applies to the graphs built by ``forward`` inside the block (their
+        backward may run after it). ``coeff`` is a 0-d tensor on the model's
+        device; the ASR back-end's gradient and the SE loss are unaffected.
+        """
+        previous, self._asr_input_grad_scale = self._asr_input_grad_scale, coeff
+        try:
+            yield
+        finally:
+            self._asr_input_grad_scale = previous
 
     def forward(
         self,
@@ -211,6 +236,8 @@ class TwoTaskEnhS2TModel(ESPnetEnhS2TModel):
         if rows_raw:
             pieces.append((rows_raw, speech[rows_raw]))
         asr_speech = self._assemble(pieces, batch_size, total_len)
+        if self._asr_input_grad_scale is not None:
+            asr_speech = scale_gradient(asr_speech, self._asr_input_grad_scale)
 
         # 2. ASR back-end on the enhanced (or raw, for CLEAN rows) waveform.
         loss_s2t, stats, _ = self.s2t_model(

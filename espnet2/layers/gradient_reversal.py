@@ -21,24 +21,10 @@ tensor([-0.5000, -0.5000, -0.5000])
 """
 
 import math
-from typing import Tuple
 
 import torch
 
-
-class _ReverseGradient(torch.autograd.Function):
-    """Identity forward; ``grad * -coeff`` backward, ``coeff`` read at backward time."""
-
-    @staticmethod
-    def forward(ctx, x: torch.Tensor, coeff: torch.Tensor) -> torch.Tensor:
-        # Keep a reference (not save_for_backward): the value is meant to be
-        # read when the gradient flows, even if it was updated in place since.
-        ctx.coeff = coeff
-        return x.view_as(x)
-
-    @staticmethod
-    def backward(ctx, grad: torch.Tensor) -> Tuple[torch.Tensor, None]:
-        return grad * (-ctx.coeff).to(dtype=grad.dtype, device=grad.device), None
+from espnet2.layers.gradient_scale import scale_gradient
 
 
 def reverse_gradient(x: torch.Tensor, coeff: torch.Tensor) -> torch.Tensor:
@@ -48,7 +34,7 @@ def reverse_gradient(x: torch.Tensor, coeff: torch.Tensor) -> torch.Tensor:
         x: any tensor.
         coeff: 0-d tensor (lambda >= 0), read when the gradient flows back.
     """
-    return _ReverseGradient.apply(x, coeff)
+    return scale_gradient(x, coeff, negate=True)
 
 
 class GradientReversal(torch.nn.Module):

@@ -28,6 +28,15 @@ One training step, as the methods of :class:`GradientRemedyTrainer` name it
         _broadcast_buffers-> rank 0's buffers (BatchNorm stats) to every rank
         _report_step      -> grad_norm, clip, loss_scale, gr_* stats, lr, time
 
+Lagged weights (``--gr_weights_every N > 1``, whole-vector rules): a whole-vector
+rule's result on the SE front-end is ``w_asr G_ASR + w_se G_SE``. Every N-th
+optimizer step is computed as above and its weights are kept; the steps in
+between take ONE backward of ``l_asr + w_se l_se`` inside the model's
+``scale_asr_input_gradient(w_asr)`` (the ASR cotangent entering the enhanced
+signal is scaled), which gives the SE front-end the same combination with the
+kept weights at the cost of plain multi-task learning (see
+docs/gradient_remedy_trainer.md, "Lagged weights").
+
 Host synchronisation: none per parameter or per block. Once per optimizer step
 the small vector ``[gr_* stats | use flags]`` is copied to the host (to report
 floats and to release the gradients of unused parameters); stock ESPnet itself
@@ -69,7 +78,13 @@ GR_STAT_NAMES = (
     "gr_projection_rate",
     "gr_rescale_rate",
     "gr_theta",
+    "gr_w_asr",
+    "gr_w_se",
 )
+#: Only with --gr_weights_every > 1: relative change of (w_asr, w_se) at an exact step.
+LAG_STAT_NAMES = ("gr_w_drift",)
+#: Stats that need the two task gradients apart (NaN, i.e. absent, on a lagged step).
+_GRAM_STATS = 6
 GRANULARITIES = ("tensor", "vector")
 APPLY_MODES = ("step", "microbatch")
 SUM = torch.distributed.ReduceOp.SUM
@@ -85,6 +100,7 @@ class GradientRemedyTrainerOptions(TrainerOptions):
     gr_apply: str
     gr_shared_params: Optional[List[str]]
     grad_rule_conf: Dict = dataclasses.field(default_factory=dict)
+    gr_weights_every: int = 1
 
 
 @dataclasses.dataclass
@@ -108,14 +124,16 @@ class GradientBuffer:
 
     Layout (``n_s`` shared elements, ``n_r`` other elements, ``P`` parameters)::
 
-        [ G_ASR shared (n_s) | G_ASR rest (n_r) | G_SE shared (n_s) | uses (P) ]
+        [ G_ASR shared (n_s) | G_ASR rest (n_r) | uses (P) | G_SE shared (n_s) ]
+        \______________________ head ___________________/
 
     ``install()`` points each parameter's ``.grad`` at its slice of the G_ASR
     part (as DDP's ``gradient_as_bucket_view`` does), so ``backward()``
     accumulates there in place across micro-batches, the reduction is one
     collective, and writing the rule's result is one copy. ``uses[i]`` is 1 on a
     rank where parameter ``i`` received a gradient from either task during the
-    step; after the reduction it counts those ranks.
+    step; after the reduction it counts those ranks. A lagged step (one
+    backward, no separate G_SE) reduces only ``head``.
     """
 
     def __init__(
@@ -136,11 +154,13 @@ class GradientBuffer:
         self.block_sizes = list(block_sizes)
         n_s = sum(p.numel() for p in self.shared)
         n_all = sum(p.numel() for p in params)
-        self.flat = params[0].new_zeros(n_all + n_s + len(params))
+        n_head = n_all + len(params)
+        self.flat = params[0].new_zeros(n_head + n_s)
         self.asr_all = self.flat[:n_all]
         self.asr_shared = self.flat[:n_s]
-        self.se_shared = self.flat[n_all : n_all + n_s]
-        self.uses = self.flat[n_all + n_s :]
+        self.uses = self.flat[n_all:n_head]
+        self.head = self.flat[:n_head]
+        self.se_shared = self.flat[n_head:]
         self._asr_views = self._views(self.asr_all, params)
         self._se_views = self._views(self.se_shared, self.shared)
         self._used_local = [False] * len(params)
@@ -198,12 +218,54 @@ class GradientBuffer:
 
 
 @dataclasses.dataclass
+class LaggedWeights:
+    """Whole-vector rule weights kept for the steps between exact ones.
+
+    ``--gr_weights_every N``: a step is *exact* (two backwards, the rule on the
+    Gram matrix) when no weights were kept yet or the kept ones are ``N`` steps
+    old; the others are *lagged* (one backward with the kept weights). An exact
+    step whose gradient is non-finite (the step is skipped) keeps nothing, so
+    the next step is exact again. Host state is a step counter only.
+    """
+
+    every: int
+    weights: Optional[torch.Tensor] = None  # [2]: (w_asr, w_se) of the last exact step
+    age: int = 0  # optimizer steps taken since ``weights`` were computed
+
+    @property
+    def exact_due(self) -> bool:
+        return self.weights is None or self.age >= self.every
+
+    def after_step(self, new_weights: Optional[torch.Tensor], stepped: bool) -> None:
+        """Advance after an optimizer step (``new_weights``: the exact step's)."""
+        if new_weights is None:
+            self.age += 1
+        elif stepped:
+            self.weights, self.age = new_weights, 1
+
+    def state_dict(self) -> Dict[str, torch.Tensor]:
+        if self.weights is None:
+            return {}
+        return {
+            "lagged_weights": self.weights.detach().cpu(),
+            "lagged_age": torch.tensor(self.age),
+        }
+
+    def load_state_dict(self, state: Dict[str, torch.Tensor], device) -> None:
+        if "lagged_weights" in state:
+            self.weights = state["lagged_weights"].to(device)
+            self.age = int(state["lagged_age"])
+
+
+@dataclasses.dataclass
 class StepState:
     """What an epoch carries from the micro-batches to the optimizer step."""
 
     buffer: GradientBuffer
     rule: gradient_rules.GradientRule
     microbatch_apply: bool  # gr_apply == "microbatch"
+    # --gr_weights_every > 1 only; ``lag.exact_due`` decides the current step.
+    lag: Optional[LaggedWeights] = None
     # gr_apply=microbatch: sum of the micro-batches' combined shared gradients.
     microbatch_sum: Optional[torch.Tensor] = None
     rule_stats: List[torch.Tensor] = dataclasses.field(default_factory=list)
@@ -212,6 +274,11 @@ class StepState:
     def __post_init__(self):
         if self.microbatch_apply:
             self.microbatch_sum = torch.zeros_like(self.buffer.asr_shared)
+
+    @property
+    def lagged(self) -> bool:
+        """True while the current step uses kept weights (one backward)."""
+        return self.lag is not None and not self.lag.exact_due
 
 
 class GradientRemedyTrainer(Trainer):
@@ -283,6 +350,16 @@ class GradientRemedyTrainer(Trainer):
             "micro-batch before accumulation (the released code's behaviour).",
         )
         group.add_argument(
+            "--gr_weights_every",
+            type=int,
+            default=1,
+            help="1: every step computes the rule exactly (two backwards). N > 1 "
+            "(whole-vector rules, --gr_granularity vector, --gr_apply step): every "
+            "N-th step does; the steps in between reuse its weights (w_asr, w_se) "
+            "in one backward at the cost of plain multi-task learning. See "
+            "docs/gradient_remedy_trainer.md.",
+        )
+        group.add_argument(
             "--gr_shared_params",
             type=str_or_none,
             nargs="*",
@@ -323,8 +400,11 @@ class GradientRemedyTrainer(Trainer):
             buffer=cls._build_buffer(cls._unwrap(model), options),
             rule=cls._build_rule(options),
             microbatch_apply=options.gr_apply == "microbatch",
+            lag=LaggedWeights(options.gr_weights_every)
+            if options.gr_weights_every > 1
+            else None,
         )
-        cls._load_rule_state(state.rule, options, reporter.epoch)
+        cls._load_rule_state(state, options, reporter.epoch, device)
         state.buffer.install()
         model.train()
         all_steps_are_invalid = True
@@ -380,7 +460,7 @@ class GradientRemedyTrainer(Trainer):
             state.buffer.close()
             for optimizer in optimizers:
                 optimizer.zero_grad()
-        cls._save_rule_state(state.rule, options, reporter.epoch, distributed_option)
+        cls._save_rule_state(state, options, reporter.epoch, distributed_option)
         if pending:
             logging.warning(
                 f"The last {pending} micro-batch(es) of the epoch were fewer than "
@@ -400,17 +480,23 @@ class GradientRemedyTrainer(Trainer):
         options: GradientRemedyTrainerOptions,
         distributed: bool,
     ) -> None:
-        """Forward and per-task gradients of one micro-batch, into the buffer."""
+        """Forward and per-task gradients of one micro-batch, into the buffer
+        (a lagged step: one backward with the kept weights, into ``.grad``)."""
+        lagged = state.lagged
         with cls._no_sync(model):
             with reporter.measure_time("forward_time"):
-                losses, stats, weight = cls._forward(
-                    model, batch, scaler, options, distributed
-                )
+                with cls._asr_input_scale(model, state.lag.weights[0] if lagged else None):
+                    losses, stats, weight = cls._forward(
+                        model, batch, scaler, options, distributed
+                    )
             reporter.register(stats, weight)
             with reporter.measure_time("backward_time"):
-                cls._task_gradients(losses, state.buffer, scaler)
+                if lagged:
+                    cls._weighted_backward(losses, state.lag.weights[1], scaler)
+                else:
+                    cls._task_gradients(losses, state.buffer, scaler)
         if state.microbatch_apply:
-            stats = cls._apply_rule(state.rule, state.buffer, state.microbatch_sum)
+            stats, _ = cls._apply_rule(state.rule, state.buffer, state.microbatch_sum)
             state.rule_stats.append(stats)
 
     @classmethod
@@ -429,15 +515,24 @@ class GradientRemedyTrainer(Trainer):
 
         Returns whether the optimizers stepped (False: non-finite gradient).
         """
-        buffer = state.buffer
+        buffer, lag, lagged = state.buffer, state.lag, state.lagged
         if state.microbatch_apply:
             buffer.asr_shared.copy_(state.microbatch_sum)
             state.microbatch_sum.zero_()
         buffer.record_uses()
-        cls._reduce(buffer, distributed)
-        if not state.microbatch_apply:
-            state.rule_stats.append(cls._apply_rule(state.rule, buffer))
-        rule_stats = cls._host_step_stats(state.rule_stats, buffer)
+        cls._reduce(buffer, distributed, with_se=not lagged)
+        new_weights, lag_stats = None, None
+        if lagged:
+            # The rule was applied by the backward itself: report its weights.
+            nan = lag.weights.new_full((_GRAM_STATS,), math.nan)
+            state.rule_stats.append(torch.cat([nan, lag.weights]))
+        elif not state.microbatch_apply:
+            stats, weights = cls._apply_rule(state.rule, buffer)
+            state.rule_stats.append(stats)
+            if lag is not None:
+                new_weights = torch.cat([weights.w_asr, weights.w_se])
+                lag_stats = cls._weights_drift(lag.weights, new_weights)
+        rule_stats = cls._host_step_stats(state.rule_stats, buffer, lag_stats)
         state.rule_stats = []
         grad_norm = cls._clip_and_step(
             model, optimizers, schedulers, scaler, reporter, options
@@ -455,7 +550,10 @@ class GradientRemedyTrainer(Trainer):
         )
         state.start_time = time.perf_counter()
         buffer.install()
-        return bool(torch.isfinite(grad_norm))
+        stepped = bool(torch.isfinite(grad_norm))
+        if lag is not None:
+            lag.after_step(new_weights, stepped)
+        return stepped
 
     # ----------------------------------------------------------- set-up helpers
 
@@ -478,6 +576,12 @@ class GradientRemedyTrainer(Trainer):
             raise ValueError(f"gr_granularity must be one of {GRANULARITIES}")
         if options.gr_apply not in APPLY_MODES:
             raise ValueError(f"gr_apply must be one of {APPLY_MODES}")
+        if options.gr_weights_every < 1:
+            raise ValueError(
+                f"--gr_weights_every must be >= 1, got {options.gr_weights_every}"
+            )
+        if options.gr_weights_every > 1:
+            cls._check_lag_supported(cls._unwrap(model), options)
         if options.create_graph_in_tensorboard:
             logging.warning(
                 "GradientRemedyTrainer ignores --create_graph_in_tensorboard"
@@ -486,6 +590,39 @@ class GradientRemedyTrainer(Trainer):
             raise RuntimeError(
                 "distributed training expects the model wrapped in "
                 "DistributedDataParallel"
+            )
+
+    @classmethod
+    def _check_lag_supported(
+        cls, core: torch.nn.Module, options: GradientRemedyTrainerOptions
+    ) -> None:
+        """--gr_weights_every > 1 needs one pair of weights per step, applied by
+        the model at the one point where the SE front-end feeds the ASR branch."""
+        where = f"--gr_weights_every {options.gr_weights_every}"
+        if options.gr_granularity != "vector":
+            raise ValueError(
+                f"{where} needs --gr_granularity vector: a per-tensor rule has one "
+                "pair of weights per SE tensor, and one backward cannot give each "
+                "tensor its own mix of the two tasks (scaling the ASR gradient where "
+                "it enters the SE front-end scales every SE tensor alike)"
+            )
+        if options.gr_apply != "step":
+            raise ValueError(
+                f"{where} needs --gr_apply step (one pair of weights per optimizer "
+                "step)"
+            )
+        if options.gr_shared_params:
+            raise ValueError(
+                f"{where} takes the shared parameters from the model's "
+                "shared_parameters() (exactly the parameters upstream of its "
+                "scale_asr_input_gradient point); drop --gr_shared_params"
+            )
+        if not callable(getattr(core, "scale_asr_input_gradient", None)):
+            raise RuntimeError(
+                f"{where} needs a model with a scale_asr_input_gradient(coeff) "
+                "context manager (as TwoTaskEnhS2TModel has) that scales the ASR "
+                "loss's gradient entering the SE front-end; "
+                f"{type(core).__name__} has none"
             )
 
     @classmethod
@@ -510,38 +647,50 @@ class GradientRemedyTrainer(Trainer):
     @classmethod
     def _load_rule_state(
         cls,
-        rule: gradient_rules.GradientRule,
+        state: StepState,
         options: GradientRemedyTrainerOptions,
         epoch: int,
+        device: str,
     ) -> None:
-        """Continue a stateful rule (gradvac) from the previous epoch's state.
+        """Continue a stateful rule (gradvac) and the lagged weights from the
+        previous epoch's state.
 
         ESPnet's checkpoint holds only the model, optimizers, schedulers, scaler
         and reporter, and the rule is rebuilt every epoch, so the state of epoch
         ``e`` is saved to ``grad_rule_state/<e>epoch.pth`` before the
         checkpoint of epoch ``e``: a resumed run finds exactly its state.
         """
-        if not rule.stateful or epoch <= 1:
+        if not (state.rule.stateful or state.lag is not None) or epoch <= 1:
             return
         path = cls._rule_state_path(options, epoch - 1)
-        if path.exists():
-            rule.load_state_dict(torch.load(path, map_location="cpu"))
-        else:
-            logging.warning(f"{path} is missing: {rule!r} starts from scratch")
+        if not path.exists():
+            logging.warning(
+                f"{path} is missing: {state.rule!r} (and the lagged weights) "
+                "start from scratch"
+            )
+            return
+        saved = torch.load(path, map_location="cpu")
+        if state.lag is not None:
+            state.lag.load_state_dict(saved, device)
+        if state.rule.stateful:
+            rule_keys = {k: v for k, v in saved.items() if not k.startswith("lagged_")}
+            state.rule.load_state_dict(rule_keys)
 
     @classmethod
     def _save_rule_state(
         cls,
-        rule: gradient_rules.GradientRule,
+        step_state: StepState,
         options: GradientRemedyTrainerOptions,
         epoch: int,
         distributed_option: DistributedOption,
     ) -> None:
-        """Rank 0 writes a stateful rule's state (atomically). Every rank has the
-        same state in --gr_apply step mode (computed from all-reduced gradients)
-        and reads the file back next epoch (a shared output_dir, as ESPnet's
-        resume assumes)."""
-        state = rule.state_dict()
+        """Rank 0 writes a stateful rule's state and the lagged weights
+        (atomically). Every rank has the same state in --gr_apply step mode
+        (computed from all-reduced gradients) and reads the file back next epoch
+        (a shared output_dir, as ESPnet's resume assumes)."""
+        state = step_state.rule.state_dict()
+        if step_state.lag is not None:
+            state.update(step_state.lag.state_dict())
         if not state or distributed_option.dist_rank not in (None, 0):
             return
         with atomic_path(cls._rule_state_path(options, epoch)) as tmp:
@@ -700,11 +849,49 @@ class GradientRemedyTrainer(Trainer):
         if losses.asr.requires_grad:
             scaled(losses.asr).backward()
 
+    @staticmethod
+    def _asr_input_scale(model: torch.nn.Module, coeff: Optional[torch.Tensor]):
+        """The model's ``scale_asr_input_gradient(coeff)``; nothing when None."""
+        if coeff is None:
+            return nullcontext()
+        return GradientRemedyTrainer._unwrap(model).scale_asr_input_gradient(coeff)
+
     @classmethod
-    def _reduce(cls, buffer: GradientBuffer, distributed: bool) -> None:
-        """Sum the whole buffer (both tasks, all parameters, uses) over ranks."""
+    def _weighted_backward(
+        cls,
+        losses: TaskLosses,
+        w_se: torch.Tensor,
+        scaler: Optional[torch.amp.GradScaler],
+    ) -> None:
+        """A lagged step's one backward: ``l_asr + w_se * l_se`` into ``.grad``.
+
+        The forward ran inside ``scale_asr_input_gradient(w_asr)``, so the SE
+        front-end receives ``w_asr G_ASR + w_se G_SE`` and every other parameter
+        ``G_ASR``, as an exact whole-vector step with these weights.
+        """
+        total = losses.asr
+        if losses.se is not None:
+            total = total + w_se.to(losses.se.dtype) * losses.se
+        if total.requires_grad:
+            (total if scaler is None else scaler.scale(total)).backward()
+
+    @classmethod
+    def _reduce(
+        cls, buffer: GradientBuffer, distributed: bool, with_se: bool = True
+    ) -> None:
+        """Sum the buffer (both tasks, all parameters, uses) over ranks; a lagged
+        step (``with_se`` False) has no separate G_SE to sum."""
         if distributed:
-            torch.distributed.all_reduce(buffer.flat, SUM)
+            torch.distributed.all_reduce(buffer.flat if with_se else buffer.head, SUM)
+
+    @staticmethod
+    def _weights_drift(
+        previous: Optional[torch.Tensor], new: torch.Tensor
+    ) -> torch.Tensor:
+        """``[1]``: ``|new - previous| / |previous|`` of (w_asr, w_se); NaN at first."""
+        if previous is None:
+            return new.new_full((1,), math.nan)
+        return ((new - previous).norm() / previous.norm()).reshape(1)
 
     @classmethod
     def _apply_rule(
@@ -712,8 +899,9 @@ class GradientRemedyTrainer(Trainer):
         rule: gradient_rules.GradientRule,
         buffer: GradientBuffer,
         microbatch_sum: Optional[torch.Tensor] = None,
-    ) -> torch.Tensor:
-        """Combine G_ASR and G_SE on the shared parameters; return the gr_* stats.
+    ) -> Tuple[torch.Tensor, gradient_rules.RuleWeights]:
+        """Combine G_ASR and G_SE on the shared parameters; return the gr_* stats
+        and the rule's weights (``[n_blocks]`` each).
 
         Step mode writes the result into ``.grad`` (the G_ASR segment).
         Microbatch mode adds it to ``microbatch_sum`` and clears both task
@@ -730,18 +918,19 @@ class GradientRemedyTrainer(Trainer):
             microbatch_sum.add_(combined)
             buffer.asr_shared.zero_()
             buffer.se_shared.zero_()
-        return cls.rule_stats(gram, weights)
+        return cls.rule_stats(gram, weights), weights
 
     @staticmethod
     def rule_stats(
         gram: gradient_rules.BlockGram, weights: gradient_rules.RuleWeights
     ) -> torch.Tensor:
-        """The gr_* stats of one rule application: ``[6]`` in GR_STAT_NAMES order.
+        """The gr_* stats of one rule application: ``[8]`` in GR_STAT_NAMES order.
 
         gr_cos and gr_norm_ratio are whole-vector quantities (sums of the block
         Gram entries), the rates are fractions of blocks, gr_theta is the mean
         over projected blocks of arctan(|G_SE|/|G_ASR|) in degrees (the angle
-        GR's projection lands at; NaN when no block was projected).
+        GR's projection lands at; NaN when no block was projected), gr_w_asr and
+        gr_w_se the rule's weights (means over blocks).
         """
         aa, ss, asr_se = gram.aa.sum(), gram.ss.sum(), gram.as_.sum()
         projected = weights.projected.to(aa.dtype)
@@ -754,22 +943,31 @@ class GradientRemedyTrainer(Trainer):
                 projected.mean(),
                 weights.rescaled.to(aa.dtype).mean(),
                 (theta * projected).sum() / projected.sum(),
+                weights.w_asr.mean(),
+                weights.w_se.mean(),
             ]
         )
 
     @classmethod
     def _host_step_stats(
-        cls, rule_stats: List[torch.Tensor], buffer: GradientBuffer
+        cls,
+        rule_stats: List[torch.Tensor],
+        buffer: GradientBuffer,
+        lag_stats: Optional[torch.Tensor] = None,
     ) -> Dict[str, float]:
-        """The one host sync per step: gr_* stats (mean over applications), uses.
+        """The one host sync per step: gr_* stats (mean over applications), the
+        lagged-weights stats when given, uses.
 
         Parameters that received no gradient on any rank get ``.grad = None``.
         """
         stats = torch.stack(rule_stats).nanmean(dim=0).to(buffer.flat.dtype)
+        names = GR_STAT_NAMES
+        if lag_stats is not None:
+            stats, names = torch.cat([stats, lag_stats]), names + LAG_STAT_NAMES
         host = torch.cat([stats, buffer.uses]).cpu().tolist()
-        n_stats = len(GR_STAT_NAMES)
+        n_stats = len(names)
         buffer.release_unused([u > 0 for u in host[n_stats:]])
-        return dict(zip(GR_STAT_NAMES, host[:n_stats]))
+        return dict(zip(names, host[:n_stats]))
 
     @classmethod
     def _clip_and_step(

@@ -322,3 +322,42 @@ def test_blstm_magnitude_mask_front_end_with_espnet_mse_fd_loss():
         magnitude_mse = (spec_pre.abs() - spec_ref.abs()).pow(2).mean()
     assert torch.allclose(se, 2.0 * complex_mse / 3, rtol=1e-4)
     assert magnitude_mse < complex_mse  # phase-sensitive error is the larger one
+
+
+def test_scaled_asr_input_gradient_gives_the_weighted_rule_in_one_backward(tiny_stock):
+    """Inside scale_asr_input_gradient(w_asr), one backward of l_asr + w_se l_se
+    gives the SE front-end w_asr G_ASR + w_se G_SE and the ASR back-end G_ASR
+    (float64, to rounding): the identity the trainer's lagged weights rely on.
+    The batch mixes SIMU (SE loss), REAL (enhanced, no SE loss) and CLEAN (raw)
+    rows, so every path into the ASR branch is covered. The forward value is
+    unchanged and the scale ends with the block."""
+    model = two_task(copy.deepcopy(tiny_stock)).double().eval()
+    batch = make_batch([2000, 1800, 1500], ["a_SIMU", "b_REAL", "c_CLEAN"], seed=4)
+    batch = {k: v.double() if torch.is_floating_point(v) else v
+             for k, v in batch.items() if torch.is_tensor(v)} | {"utt_id": batch["utt_id"]}
+    params = [p for p in model.parameters() if p.requires_grad]
+    shared = {id(p) for _, p in model.shared_parameters()}
+    out = model(**batch)
+    losses = out["task_losses"]
+    g_asr = torch.autograd.grad(losses["asr"], params, allow_unused=True, retain_graph=True)
+    g_se = torch.autograd.grad(losses["se"], params, allow_unused=True)
+    w_asr, w_se = torch.tensor(0.4, dtype=torch.float64), torch.tensor(1.7, dtype=torch.float64)
+    with model.scale_asr_input_gradient(w_asr):
+        scaled_out = model(**batch)
+    assert torch.equal(scaled_out["loss"], out["loss"])
+    total = scaled_out["task_losses"]["asr"] + w_se * scaled_out["task_losses"]["se"]
+    one = torch.autograd.grad(total, params, allow_unused=True)
+    zero = torch.zeros((), dtype=torch.float64)
+    n_shared_checked = 0
+    for p, ga, gs, g1 in zip(params, g_asr, g_se, one):
+        ga = zero if ga is None else ga
+        gs = zero if gs is None else gs
+        if id(p) in shared:
+            expected = w_asr * ga + w_se * gs
+            n_shared_checked += int(torch.count_nonzero(expected) > 0)
+        else:
+            expected = ga
+        torch.testing.assert_close(g1 if g1 is not None else torch.zeros_like(p),
+                                   expected * torch.ones_like(p), rtol=1e-12, atol=1e-15)
+    assert n_shared_checked > 0
+    assert model._asr_input_grad_scale is None

@@ -9,6 +9,7 @@ micro-batches and ranks must produce the same update (spec: "Semantics across
 micro-batches and devices").
 """
 
+import contextlib
 import datetime
 import math
 import os
@@ -22,6 +23,7 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
+from espnet2.layers.gradient_scale import scale_gradient
 from espnet2.schedulers.warmup_lr import WarmupLR
 from espnet2.torch_utils.device_funcs import force_gatherable
 from espnet2.train.distributed_utils import DistributedOption
@@ -44,7 +46,9 @@ class ToyTwoTaskModel(torch.nn.Module):
     ``se_scale`` makes the SE gradient dominant (so GR's rescale branch is
     reachable); ``batchnorm`` adds a BatchNorm buffer in the ASR head (its
     running stats depend on the rank's data, exercising the buffer broadcast);
-    ``unused`` is a parameter no loss reaches.
+    ``unused`` is a parameter no loss reaches. ``scale_asr_input_gradient`` is
+    the joint model's hook for one-backward (lagged) rules: the ASR loss's
+    gradient entering the front-end output is scaled.
     """
 
     def __init__(self, se_scale: float = 1.0, batchnorm: bool = False):
@@ -59,6 +63,15 @@ class ToyTwoTaskModel(torch.nn.Module):
         self.s2t_model = torch.nn.Sequential(*head)
         self.unused = torch.nn.Linear(2, 2)
         self.se_scale = se_scale
+        self.asr_input_scale = None
+
+    @contextlib.contextmanager
+    def scale_asr_input_gradient(self, coeff):
+        self.asr_input_scale = coeff
+        try:
+            yield
+        finally:
+            self.asr_input_scale = None
 
     def shared_parameters(self):
         named = self.named_parameters()
@@ -71,7 +84,10 @@ class ToyTwoTaskModel(torch.nn.Module):
         )
         per_utt_se = ((enhanced - speech_ref1) ** 2).mean(-1) * has_ref
         loss_se = self.se_scale * per_utt_se.mean()
-        loss_asr = ((self.s2t_model(enhanced) - target) ** 2).mean(-1).mean()
+        asr_input = enhanced
+        if self.asr_input_scale is not None:
+            asr_input = scale_gradient(enhanced, self.asr_input_scale)
+        loss_asr = ((self.s2t_model(asr_input) - target) ** 2).mean(-1).mean()
         loss = loss_asr + loss_se
         stats = dict(
             loss=loss.detach(),
@@ -183,6 +199,8 @@ RULE_CONFIGS = [
     dict(grad_rule="sum"),
     dict(grad_rule="gr", gr_granularity="tensor"),
     dict(grad_rule="gr", gr_granularity="vector"),
+    # Lagged weights: steps 1 and 3 exact, step 2 one backward with step 1's weights.
+    dict(grad_rule="gr", gr_granularity="vector", gr_weights_every=2),
 ]
 
 
@@ -209,7 +227,9 @@ def test_sum_rule_reproduces_stock_trainer_updates_and_stats():
         assert math.isclose(a, b, rel_tol=1e-6), (key, a, b)
 
 
-@pytest.mark.parametrize("conf", RULE_CONFIGS, ids=lambda c: "-".join(c.values()))
+@pytest.mark.parametrize(
+    "conf", RULE_CONFIGS, ids=lambda c: "-".join(map(str, c.values()))
+)
 def test_accumulated_step_equals_one_large_batch(conf):
     """Per-task accumulation: (batch 2, accum 4) == (batch 8, accum 1) for every rule.
 
