@@ -15,6 +15,7 @@ import math
 import os
 import socket
 import sys
+import tempfile
 import traceback
 from typing import Dict, List, Optional, Tuple
 
@@ -137,6 +138,11 @@ def batches(data, batch_size: int, rank: int = 0, world_size: int = 1) -> List[B
     return out
 
 
+#: Where runs without an output_dir of their own write (lagged weights, gradvac
+#: state); removed when the test process exits.
+_OUTPUT_ROOT = tempfile.TemporaryDirectory(prefix="gr_trainer_test_")
+
+
 def make_options(**overrides) -> GradientRemedyTrainerOptions:
     """Trainer options: the gr_* CLI defaults, clipping effectively off (so it does
     not mask differences between updates), everything else inert."""
@@ -145,7 +151,7 @@ def make_options(**overrides) -> GradientRemedyTrainerOptions:
         accum_grad=1, grad_clip=1e6, grad_clip_type=2.0, log_interval=None,
         no_forward_run=False, use_matplotlib=False, use_tensorboard=False,
         use_wandb=False, adapter="lora", use_adapter=False, save_strategy="all",
-        output_dir="unused", max_epoch=1, seed=0, sharded_ddp=False, patience=None,
+        output_dir=_OUTPUT_ROOT.name, max_epoch=1, seed=0, sharded_ddp=False, patience=None,
         keep_nbest_models=1, nbest_averaging_interval=0, early_stopping_criterion=(),
         best_model_criterion=(), val_scheduler_criterion=(), unused_parameters=False,
         wandb_model_log_interval=-1, create_graph_in_tensorboard=False,
