@@ -18,7 +18,12 @@ step in any of them):
   rule, per tensor), i.e. one backward of ``l_asr`` for all parameters +
   ``autograd.grad`` of ``l_se`` on the SE parameters + the rule;
 
-and the time inside ``_apply_rule`` alone. Repetitions are interleaved (the
+and the time inside ``_apply_rule`` alone. ``--lagged 1 2 4 8`` adds Gradient
+Remedy with lagged weights (``--gr_weights_every N``, whole vector): a cycle of
+N trainer steps, the first exact (as the rule variants, one block) and N - 1 in
+one backward with its weights (``_weighted_backward`` inside the model's
+``scale_asr_input_gradient``); the row is the cycle's time / N, i.e. the mean
+step cost of a run with that N. Repetitions are interleaved (the
 variant order rotates each round) and medians are reported, after warm-up
 rounds. On CPU both wall-clock and process CPU time are reported: on a shared,
 oversubscribed machine wall-clock mostly measures the neighbours, while the CPU
@@ -31,12 +36,13 @@ steps) over the resident set before them; on CUDA the growth of
 Usage::
 
     OMP_NUM_THREADS=1 tools/venv/bin/python bench/bench_gradient_remedy_step.py \
-        [--models small paper] [--rules gr pcgrad ...] [--rounds 7] [--warmup 2] \
-        [--device cpu] [--skip_memory]
+        [--models small paper] [--rules gr pcgrad ...] [--lagged 1 2 4 8] \
+        [--rounds 7] [--warmup 2] [--device cpu] [--skip_memory]
 
 Targets (docs/gradient_remedy_trainer.md): GR <= 1.05 x floor, rule <= 1% of
-the GR step. Output: per model and clock, one row per variant (step seconds, step / floor,
-seconds in the rule, rule / step).
+the GR step; lagged GR at N = 4 <= 1.12 x MTL on the paper-shaped model.
+Output: per model and clock, one row per variant (step seconds, step / floor,
+step / MTL, seconds in the rule, rule / step).
 """
 
 import argparse
@@ -101,48 +107,97 @@ def build(name: str, device: str):
     return model, batch, options
 
 
+def lagged_name(every: int) -> str:
+    return f"lag{every}"
+
+
 def step_functions(
-    model, batch, options, rules: Sequence[str], sync: Callable[[], None]
+    model,
+    batch,
+    options,
+    rules: Sequence[str],
+    sync: Callable[[], None],
+    lagged: Sequence[int] = (),
 ) -> Dict[str, Callable]:
-    """One callable per variant (MTL, floor, each rule); each returns the (wall, CPU)
-    seconds spent in the rule (0 for MTL and the floor)."""
+    """One callable per variant (MTL, floor, each rule, each lagged N); each returns
+    the (wall, CPU) seconds spent in the rule (0 for MTL and the floor) and the
+    number of trainer steps it took (N for a lagged cycle, else 1)."""
+    import dataclasses
+
     from espnet2.train.gradient_rules import get_rule
     from espnet2.train.trainer_gradient_remedy import GradientRemedyTrainer as T
+    from espnet2.train.trainer_gradient_remedy import LaggedWeights
 
     shared = [p for _, p in model.shared_parameters()]
     buffer = T._build_buffer(model, options)
 
-    def mtl() -> float:
+    def mtl():
         model.zero_grad(set_to_none=True)
         out = model(**batch)
         (out["task_losses"]["asr"] + out["task_losses"]["se"]).backward()
-        return 0.0, 0.0
+        return 0.0, 0.0, 1
 
-    def floor() -> float:
+    def floor():
         model.zero_grad(set_to_none=True)
         out = model(**batch)
         losses = out["task_losses"]
         torch.autograd.grad(losses["se"], shared, retain_graph=True)
         (losses["asr"] + losses["se"]).backward()
-        return 0.0, 0.0
+        return 0.0, 0.0, 1
+
+    def exact_step(rule, buf):
+        """The trainer's exact step; returns the rule's weights and its seconds."""
+        buf.install()
+        losses, _, _ = T._forward(model, batch, None, options, distributed=False)
+        T._task_gradients(losses, buf, None)
+        sync()
+        start, start_cpu = time.perf_counter(), time.process_time()
+        _, weights = T._apply_rule(rule, buf)
+        sync()
+        return weights, time.perf_counter() - start, time.process_time() - start_cpu
 
     def trainer_step(rule) -> Callable:
-        def step() -> float:
-            buffer.install()
-            losses, _, _ = T._forward(model, batch, None, options, distributed=False)
-            T._task_gradients(losses, buffer, None)
-            sync()
-            start, start_cpu = time.perf_counter(), time.process_time()
-            T._apply_rule(rule, buffer)
-            sync()
-            return time.perf_counter() - start, time.process_time() - start_cpu
+        def step():
+            _, wall, cpu = exact_step(rule, buffer)
+            return wall, cpu, 1
 
         return step
 
-    return {"mtl": mtl, "floor": floor, **{r: trainer_step(get_rule(r)) for r in rules}}
+    def lagged_cycle(every: int) -> Callable:
+        vector = dataclasses.replace(options, gr_granularity="vector")
+        vec_buffer = T._build_buffer(model, vector)
+        rule = get_rule("gr", K=options.gr_K)
+
+        def cycle():
+            lag, wall, cpu = LaggedWeights(every), 0.0, 0.0
+            for _ in range(every):
+                if lag.exact_due:
+                    weights, w, c = exact_step(rule, vec_buffer)
+                    lag.after_step(torch.cat([weights.w_asr, weights.w_se]), True)
+                    wall, cpu = wall + w, cpu + c
+                else:
+                    vec_buffer.install()
+                    with T._asr_input_scale(model, lag.weights[0]):
+                        losses, _, _ = T._forward(model, batch, None, vector, False)
+                    T._weighted_backward(losses, lag.weights[1], None)
+                    lag.after_step(None, True)
+            return wall, cpu, every
+
+        return cycle
+
+    fns = {"mtl": mtl, "floor": floor, **{r: trainer_step(get_rule(r)) for r in rules}}
+    fns.update({lagged_name(n): lagged_cycle(n) for n in lagged})
+    return fns
 
 
-def time_model(name: str, rules: Sequence[str], device: str, rounds: int, warmup: int) -> Dict[str, float]:
+def time_model(
+    name: str,
+    rules: Sequence[str],
+    device: str,
+    rounds: int,
+    warmup: int,
+    lagged: Sequence[int] = (),
+) -> Dict[str, float]:
     """Medians of wall-clock and process CPU seconds per variant and in the rule.
 
     CPU time counts only this (single-threaded) process's own work, so on a
@@ -150,7 +205,7 @@ def time_model(name: str, rules: Sequence[str], device: str, rounds: int, warmup
     """
     model, batch, options = build(name, device)
     sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
-    fns = step_functions(model, batch, options, rules, sync)
+    fns = step_functions(model, batch, options, rules, sync, lagged)
     variants = list(fns)
     samples: Dict[str, List[float]] = {}
     for r in range(warmup + rounds):
@@ -158,14 +213,16 @@ def time_model(name: str, rules: Sequence[str], device: str, rounds: int, warmup
         for variant in order:
             sync()
             start, start_cpu = time.perf_counter(), time.process_time()
-            rule_wall, rule_cpu = fns[variant]()
+            rule_wall, rule_cpu, steps = fns[variant]()
             sync()
             measured = {
-                f"wall_{variant}": time.perf_counter() - start,
-                f"cpu_{variant}": time.process_time() - start_cpu,
+                f"wall_{variant}": (time.perf_counter() - start) / steps,
+                f"cpu_{variant}": (time.process_time() - start_cpu) / steps,
             }
             if variant not in BASELINES:
-                measured.update({f"wall_rule_{variant}": rule_wall, f"cpu_rule_{variant}": rule_cpu})
+                measured.update(
+                    {f"wall_rule_{variant}": rule_wall / steps, f"cpu_rule_{variant}": rule_cpu / steps}
+                )
             if r >= warmup:
                 for key, value in measured.items():
                     samples.setdefault(key, []).append(value)
@@ -201,8 +258,9 @@ def peak_memory_child(name: str, variant: str, device: str) -> None:
         with open("/proc/self/clear_refs", "w") as f:
             f.write("5")
         base = _rss_kib("VmRSS:") * 1024
-    rules = [] if variant in BASELINES else [variant]
-    fn = step_functions(model, batch, options, rules, sync)[variant]
+    lagged = [int(variant[3:])] if variant.startswith("lag") else []
+    rules = [] if variant in BASELINES or lagged else [variant]
+    fn = step_functions(model, batch, options, rules, sync, lagged)[variant]
     for _ in range(3):
         fn()
     sync()
@@ -231,6 +289,10 @@ def main() -> None:
         "--rules", nargs="+", default=["gr"],
         help="rules of espnet2/train/gradient_rules.py to time (default options)",
     )
+    parser.add_argument(
+        "--lagged", nargs="*", type=int, default=[], metavar="N",
+        help="also time GR with lagged weights every N steps (whole vector), e.g. 1 2 4 8",
+    )
     parser.add_argument("--rounds", type=int, default=7, help="timed rounds per model")
     parser.add_argument("--warmup", type=int, default=2, help="untimed rounds first")
     default_device = "cuda" if torch.cuda.is_available() else "cpu"
@@ -249,7 +311,10 @@ def main() -> None:
     if unknown:
         parser.error(f"unknown rule(s) {unknown}; known: {sorted(RULES)}")
     rules = list(dict.fromkeys(args.rules))
-    variants = list(BASELINES) + rules
+    if any(n < 1 for n in args.lagged):
+        parser.error(f"--lagged values must be >= 1, got {args.lagged}")
+    lagged = list(dict.fromkeys(args.lagged))
+    variants = list(BASELINES) + rules + [lagged_name(n) for n in lagged]
 
     print(
         f"device={args.device} torch={torch.__version__} "
@@ -259,7 +324,7 @@ def main() -> None:
     )
     rows = {}
     for name in args.models:  # timing first: the model is freed before the children
-        rows[name] = time_model(name, rules, args.device, args.rounds, args.warmup)
+        rows[name] = time_model(name, rules, args.device, args.rounds, args.warmup, lagged)
     if not args.skip_memory:
         for name in args.models:
             for variant in variants:
@@ -268,11 +333,14 @@ def main() -> None:
     for name, r in rows.items():
         print(f"\n{name}: {r['params_se'] / 1e6:.2f}M SE / {r['params_all'] / 1e6:.2f}M parameters")
         for clock in clocks:
-            print(f"{clock} clock: {'variant':<12}{'step s':>9}{'x floor':>9}{'rule ms':>9}{'rule/step':>11}")
-            floor = r[f"{clock}_floor"]
+            print(
+                f"{clock} clock: {'variant':<12}{'step s':>9}{'x floor':>9}{'x mtl':>9}"
+                f"{'rule ms':>9}{'rule/step':>11}"
+            )
+            floor, mtl = r[f"{clock}_floor"], r[f"{clock}_mtl"]
             for variant in variants:
                 step = r[f"{clock}_{variant}"]
-                line = f"{'':<12}{variant:<12}{step:>9.3f}{step / floor:>9.3f}"
+                line = f"{'':<12}{variant:<12}{step:>9.3f}{step / floor:>9.3f}{step / mtl:>9.3f}"
                 if variant not in BASELINES:
                     rule = r[f"{clock}_rule_{variant}"]
                     line += f"{rule * 1e3:>9.2f}{rule / step:>11.2%}"
@@ -280,7 +348,10 @@ def main() -> None:
         if not args.skip_memory:
             kind = "max_memory_allocated" if args.device == "cuda" else "VmHWM growth"
             print(f"peak memory MiB ({kind}): " + ", ".join(f"{v} {r[f'mem_{v}']:.0f}" for v in variants))
-    print("\ntargets: gr step <= 1.05 x floor, rule/step <= 1%")
+    print(
+        "\ntargets: gr step <= 1.05 x floor, rule/step <= 1%; "
+        "lag4 <= 1.12 x mtl on the paper-shaped model"
+    )
 
 
 if __name__ == "__main__":

@@ -255,3 +255,19 @@ def test_optional_name_key_and_renames(tmp_path):
     for bad, message in [("fixed_0", "expected old=new"), ("a=b,a=c", "'a' is renamed twice"), ("=x", "old=new")]:
         with pytest.raises(CompareError, match=message):
             compare_rules.parse_renames(bad)
+
+
+def test_name_key_dir_names_systems_by_their_experiment_dir(tmp_path):
+    """Systems that share grad_rule but differ in other options (exact vs lagged
+    whole-vector GR) are named by their dirs, less 'enh_asr_'; seeds still come from
+    config.yaml, so the two seeds of one system pool into one row."""
+    data = write_data_dir(tmp_path)
+    exps = [write_system(tmp_path, "gr_vector_lag4", seed, GR[seed]) for seed in (1, 2)]
+    exps += [write_system(tmp_path, "gr_vector", seed, SUM[seed]) for seed in (1, 2)]
+    for exp in exps:  # every config says grad_rule gr: the key alone would merge them
+        seed = exp.parent.name.removeprefix("exp_seed")
+        (exp / "config.yaml").write_text(f"grad_rule: gr\nseed: {seed}\n")
+    lines = compare(exps, data, tmp_path / "o", name_key="dir", baseline="gr_vector", n_boot=200)
+    names = [line.split(" | ")[0][2:] for line in lines if line.startswith("| ") and "seeds" not in line]
+    assert names[:2] == ["gr_vector", "gr_vector_lag4"]
+    assert "| gr_vector_lag4 | 1,2 | 6.67 [" in "\n".join(lines)  # GR[1], GR[2]: 4 errors / 60 words

@@ -211,6 +211,8 @@ def test_rule_comparison_trains_each_rule_and_seed_from_the_shared_start(smoke_r
 
     p = compare("--systems", "asr_only bogus")
     assert p.returncode == 2 and "unknown system 'bogus'" in p.stdout + p.stderr
+    p = compare("--systems", "gr_vector_lag0")
+    assert p.returncode == 2 and "integer >= 1" in p.stdout + p.stderr
     assert not (recipe / "exp_rules_smoke/seed1").exists()
 
     p = compare("--systems", "asr_only sum", "--seeds", "1 2")
@@ -229,8 +231,13 @@ def test_rule_comparison_trains_each_rule_and_seed_from_the_shared_start(smoke_r
     assert re.search(r"^\| sum \| 1,2 \| [0-9.]+ \[.*\| \+0\.00 \[\+0\.00, \+0\.00\] \|", table, re.M), table
     assert (exp / "compare/compare_rules.png").stat().st_size > 0
 
-    p = compare("--start", "scratch", "--systems", "gr", "--seeds", "3")
+    p = compare("--start", "scratch", "--systems", "gr gr_vector_lag2", "--seeds", "3")
     assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]
+    lagged = yaml.safe_load((recipe / "exp_rules_scratch_smoke/seed3/enh_asr_gr_vector_lag2/config.yaml").read_text())
+    assert (lagged["grad_rule"], lagged["gr_granularity"], lagged["gr_weights_every"]) == ("gr", "vector", 2)
+    assert "gr_w_asr=" in (recipe / "exp_rules_scratch_smoke/seed3/enh_asr_gr_vector_lag2/train.log").read_text()
+    scratch_table = (recipe / "exp_rules_scratch_smoke/compare/compare_rules.md").read_text()
+    assert re.search(r"^\| gr_vector_lag2 \| 3 \|", scratch_table, re.M), scratch_table
     scratch = yaml.safe_load((recipe / "exp_rules_scratch_smoke/seed3/enh_asr_gr/config.yaml").read_text())
     smoke_config = yaml.safe_load((recipe / "conf/tuning/train_enh_asr_smoke.yaml").read_text())
     assert scratch["init_param"] == [] and scratch["seed"] == 3

@@ -30,6 +30,7 @@ from espnet2.train.distributed_utils import DistributedOption
 from espnet2.train.gradient_rules import get_rule
 from espnet2.train.reporter import Reporter
 from espnet2.train.trainer_gradient_remedy import GradientRemedyTrainer as T
+from espnet2.train.trainer_gradient_remedy import TaskLosses
 
 EXACTNESS_RULES = ["gr", "pcgrad", "mgda", "sum"]
 
@@ -286,3 +287,23 @@ def test_weights_every_1_is_the_exact_trainer_bit_for_bit():
     train(b, data, make_options(grad_rule="gr", gr_granularity="vector", gr_K=2.0))
     assert calls == {"exact": 4, "lagged": 0}
     assert torch.equal(flat_params(a), flat_params(b))
+
+
+def test_the_lagged_path_reads_no_tensor_value_on_the_host():
+    """What a lagged step adds to a multi-task step (the gradient-scale layer's
+    backward, the weighted backward, the drift of the weights) runs with every
+    host read of a tensor forbidden: no device synchronisation is added. The
+    model's own forward (the toy reads a flag on the host) runs outside."""
+    from test_gradient_rules import host_reads_forbidden
+
+    model = dominant_model()
+    ids, b = float64_batches(4, 4)[0]
+    weights = torch.tensor([0.3, 1.5], dtype=torch.float64)
+    with model.scale_asr_input_gradient(weights[0]):
+        out = model(**b, utt_id=ids)
+    losses = TaskLosses(asr=out["task_losses"]["asr"], se=out["task_losses"]["se"])
+    with host_reads_forbidden():
+        T._weighted_backward(losses, weights[1], None)
+        drift = T._weights_drift(weights, weights * 1.1)
+    assert model.enh_model[0].weight.grad is not None
+    assert math.isclose(float(drift), 0.1, rel_tol=1e-12)

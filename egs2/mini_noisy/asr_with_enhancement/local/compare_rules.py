@@ -9,7 +9,9 @@ decoded and scored by ``enh_asr.sh`` (stage 14). For every dir this reads
   ``_`` (e.g. ``speaker_branch_conf.mode,speaker_branch_conf.fork`` -> ``al_mid``); a system
   with none of them is named ``--missing_name`` when given (e.g. ``baseline``), else refused. A key
   ending in ``?`` is optional (left out of the name when absent: ``grad_rule,grad_rule_conf.w_se?``
-  names ``sum`` and ``fixed_0.5``); ``--rename old=new,...`` then renames systems
+  names ``sum`` and ``fixed_0.5``); ``--name_key dir`` names a system by its experiment dir
+  instead, less a leading ``enh_asr_`` (``enh_asr_gr_vector_lag4`` -> ``gr_vector_lag4``: systems
+  that differ in options no key list names well); ``--rename old=new,...`` then renames systems
   (``fixed_0=asr_only``);
 * ``<inference_tag>/<test set>/score_<type>/result.txt``: the per-utterance counts sclite (or the
   built-in scorer) writes, ``id: (<spk>-<utt>)`` then ``Scores: (#C #S #D #I) c s d i``;
@@ -186,6 +188,8 @@ def read_config(exp: Path, name_key: str, missing_name: Optional[str] = None) ->
         raise CompareError(f"{path}: no 'seed' entry")
     if isinstance(config["seed"], bool) or not isinstance(config["seed"], int):
         raise CompareError(f"{path}: seed must be an integer, got {config['seed']!r}")
+    if name_key == "dir":
+        return exp.resolve().name.removeprefix("enh_asr_"), config["seed"]
     keys = name_key.split(",")
     values = [_lookup(config, key.rstrip("?")) for key in keys]
     if all(v is _ABSENT for v in values) and missing_name is not None:
@@ -496,7 +500,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument(
         "--name_key", default="grad_rule",
         help="config.yaml key(s) naming the system: comma-separated, dotted for nested keys, "
-        "a trailing '?' for an optional key",
+        "a trailing '?' for an optional key; 'dir': the experiment dir's name less 'enh_asr_'",
     )
     parser.add_argument("--rename", default="", help="systems to rename: old=new[,old2=new2]")
     parser.add_argument("--missing_name", default=None, help="name of a system that has none of the keys")

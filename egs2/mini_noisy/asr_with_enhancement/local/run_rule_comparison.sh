@@ -13,6 +13,9 @@
 # Systems:
 #   asr_only      grad_rule fixed with w_se 0: the same joint model, the SE loss contributes no gradient
 #   fixed_<w>     grad_rule fixed with w_se <w> (e.g. fixed_0.5)
+#   gr_vector     Gradient Remedy on the whole SE vector (--gr_granularity vector), exact every step
+#   gr_vector_lag<N>  the same with lagged weights: exact every N-th step, one backward in between
+#                 (--gr_weights_every N, e.g. gr_vector_lag4)
 #   <rule>        any other rule of espnet2/train/gradient_rules.py with its default options
 # Each system is decoded (stage 12) and scored (stage 14) on the simulated test set (0 and 5 dB).
 #
@@ -79,8 +82,11 @@ for sys in ${systems}; do
         asr_only) ;;
         fixed_*) [[ "${sys#fixed_}" =~ ^[0-9]+(\.[0-9]+)?$ ]] \
             || { log "Error: system '${sys}': the weight after fixed_ must be a number >= 0, e.g. fixed_0.5"; exit 2; } ;;
+        gr_vector) ;;
+        gr_vector_lag*) [[ "${sys#gr_vector_lag}" =~ ^[1-9][0-9]*$ ]] \
+            || { log "Error: system '${sys}': the step count after gr_vector_lag must be an integer >= 1, e.g. gr_vector_lag4"; exit 2; } ;;
         *) [[ " ${known_rules} " == *" ${sys} "* ]] \
-            || { log "Error: unknown system '${sys}' (asr_only, fixed_<w_se>, or a rule: ${known_rules})"; exit 2; } ;;
+            || { log "Error: unknown system '${sys}' (asr_only, fixed_<w_se>, gr_vector, gr_vector_lag<N>, or a rule: ${known_rules})"; exit 2; } ;;
     esac
 done
 for seed in ${seeds}; do
@@ -98,6 +104,8 @@ run_system() {
     case "${sys}" in
         asr_only) rule=fixed; args+=" --grad_rule_conf w_se=0" ;;
         fixed_*) rule=fixed; args+=" --grad_rule_conf w_se=${sys#fixed_}" ;;
+        gr_vector) rule=gr; args+=" --gr_granularity vector" ;;
+        gr_vector_lag*) rule=gr; args+=" --gr_granularity vector --gr_weights_every ${sys#gr_vector_lag}" ;;
     esac
     for stages in "11 12" "14 14"; do
         set -- ${stages}
@@ -146,5 +154,4 @@ baseline=none
 [[ " ${systems} " != *" sum "* ]] || baseline=sum
 # shellcheck disable=SC2086
 ${python} local/compare_rules.py --data_dir "${dumpdir}/raw/${test_set}" --out_dir "${expdir}/compare" \
-    --inference_tag "${inference_tag}" --name_key "grad_rule,grad_rule_conf.w_se?" --rename fixed_0=asr_only \
-    --baseline "${baseline}" ${exps}
+    --inference_tag "${inference_tag}" --name_key dir --baseline "${baseline}" ${exps}
