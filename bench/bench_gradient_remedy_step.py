@@ -29,7 +29,7 @@ rounds. On CPU both wall-clock and process CPU time are reported: on a shared,
 oversubscribed machine wall-clock mostly measures the neighbours, while the CPU
 time of this single-threaded process (OMP_NUM_THREADS=1) measures its own
 work (cache and memory-bandwidth contention still leak into it). Peak memory is measured per variant in a fresh subprocess: on CPU the
-growth of the resident-set high-water mark (VmHWM, reset just before three
+growth of the resident-set high-water mark (VmHWM, reset just before at least three
 steps) over the resident set before them; on CUDA the growth of
 ``torch.cuda.max_memory_allocated`` over the allocated memory before them.
 
@@ -238,7 +238,7 @@ def _rss_kib(field: str) -> int:
 
 
 def peak_memory_child(name: str, variant: str, device: str) -> None:
-    """Subprocess body: print the peak memory growth (MiB) over 3 steps of one variant.
+    """Subprocess body: print the peak memory growth (MiB) over >= 3 steps of one variant.
 
     The baseline is taken after the model and batch exist and before the variant's
     own state (e.g. GR's gradient buffer) is allocated, so gradient storage counts.
@@ -261,8 +261,9 @@ def peak_memory_child(name: str, variant: str, device: str) -> None:
     lagged = [int(variant[3:])] if variant.startswith("lag") else []
     rules = [] if variant in BASELINES or lagged else [variant]
     fn = step_functions(model, batch, options, rules, sync, lagged)[variant]
-    for _ in range(3):
-        fn()
+    taken = 0
+    while taken < 3:  # at least three steps (one cycle of a lagged variant with N >= 3)
+        taken += fn()[2]
     sync()
     if device == "cuda":
         peak = torch.cuda.max_memory_allocated()
