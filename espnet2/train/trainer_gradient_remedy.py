@@ -224,8 +224,10 @@ class LaggedWeights:
     ``--gr_weights_every N``: a step is *exact* (two backwards, the rule on the
     Gram matrix) when no weights were kept yet or the kept ones are ``N`` steps
     old; the others are *lagged* (one backward with the kept weights). An exact
-    step whose gradient is non-finite (the step is skipped) keeps nothing, so
-    the next step is exact again. Host state is a step counter only.
+    step keeps nothing when its weights are the rule's fallback rather than a
+    decision (a non-finite gradient: the step is skipped; or a zero task
+    gradient, e.g. a batch of REAL utterances only), so the next step is exact
+    again. Host state is a step counter only.
     """
 
     every: int
@@ -236,11 +238,12 @@ class LaggedWeights:
     def exact_due(self) -> bool:
         return self.weights is None or self.age >= self.every
 
-    def after_step(self, new_weights: Optional[torch.Tensor], stepped: bool) -> None:
-        """Advance after an optimizer step (``new_weights``: the exact step's)."""
+    def after_step(self, new_weights: Optional[torch.Tensor], keep: bool) -> None:
+        """Advance after an optimizer step: a lagged one (``new_weights`` None)
+        ages the kept weights; an exact one replaces them if ``keep``."""
         if new_weights is None:
             self.age += 1
-        elif stepped:
+        elif keep:
             self.weights, self.age = new_weights, 1
 
     def state_dict(self) -> Dict[str, torch.Tensor]:
@@ -537,6 +540,13 @@ class GradientRemedyTrainer(Trainer):
         grad_norm = cls._clip_and_step(
             model, optimizers, schedulers, scaler, reporter, options
         )
+        stepped = bool(torch.isfinite(grad_norm))
+        if lag is not None:
+            # gr_cos is finite iff both task gradients are finite and non-zero.
+            keep = stepped and math.isfinite(rule_stats["gr_cos"])
+            if not keep:
+                rule_stats.pop("gr_w_drift", None)
+            lag.after_step(new_weights, keep)
         if distributed:
             cls._broadcast_buffers(cls._unwrap(model))
         cls._report_step(
@@ -550,9 +560,6 @@ class GradientRemedyTrainer(Trainer):
         )
         state.start_time = time.perf_counter()
         buffer.install()
-        stepped = bool(torch.isfinite(grad_norm))
-        if lag is not None:
-            lag.after_step(new_weights, stepped)
         return stepped
 
     # ----------------------------------------------------------- set-up helpers

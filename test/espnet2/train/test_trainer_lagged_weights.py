@@ -169,26 +169,32 @@ def test_weights_every_n_steps_and_drift_and_weights_are_reported():
     assert not reporter.has("train", "gr_w_drift")  # one exact step: nothing to compare
 
 
-def test_a_skipped_exact_step_keeps_no_weights_and_the_next_step_is_exact():
-    """A NaN SE loss in step 1 (utterance u000) makes the exact step non-finite:
-    the step is skipped, and the plain-sum fallback weights (1, 1) that the rule
-    returns for a non-finite Gram matrix must not be reused. Step 2 is therefore
-    exact again, steps 3 and 4 lagged (N = 4)."""
+@pytest.mark.parametrize("first_batch", ["nan_se", "real_only"])
+def test_an_exact_step_without_a_decision_keeps_no_weights(first_batch):
+    """Step 1's weights are the rule's fallback, not a decision: with a NaN SE loss
+    (utterance u000) the step is non-finite and skipped; with REAL utterances only
+    G_SE is zero and the rule returns the plain sum. Either way the fallback (1, 1)
+    must not be reused: step 2 is exact again, steps 3 and 4 lagged (N = 4), and no
+    gr_w_drift is registered for the unkept weights (one kept exact step only)."""
 
-    class NanFirst(ToyTwoTaskModel):
+    class FirstBatchSpecial(ToyTwoTaskModel):
         def forward(self, speech, speech_ref1, target, utt_id=None):
+            if first_batch == "real_only" and "u000_SIMU" in utt_id:
+                utt_id = [u.replace("SIMU", "REAL") for u in utt_id]
             out = super().forward(speech, speech_ref1, target, utt_id)
-            if "u000_SIMU" in utt_id:
+            if first_batch == "nan_se" and "u000_SIMU" in utt_id:
                 out["task_losses"]["se"] = out["task_losses"]["se"] * math.nan
             return out
 
     grads, params, calls = [], [], {"exact": 0, "lagged": 0}
     trainer = recording_trainer(grads, params, calls)
-    model = NanFirst(se_scale=20.0).double()
+    model = FirstBatchSpecial(se_scale=20.0).double()
     before = flat_params(model)
-    train(model, float64_batches(16, 4), options("gr", 4), trainer=trainer)
+    reporter, _ = train(model, float64_batches(16, 4), options("gr", 4), trainer=trainer)
     assert calls == {"exact": 2, "lagged": 2}
-    assert torch.equal(params[1], before)  # step 1 did not move the model
+    assert not reporter.has("train", "gr_w_drift")
+    if first_batch == "nan_se":
+        assert torch.equal(params[1], before)  # step 1 did not move the model
 
 
 def train_epoch(model, data, opts, epoch):
