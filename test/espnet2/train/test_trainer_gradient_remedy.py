@@ -206,7 +206,7 @@ RULE_CONFIGS = [
     dict(grad_rule="gr", gr_granularity="tensor"),
     dict(grad_rule="gr", gr_granularity="vector"),
     # Lagged weights: steps 1 and 3 exact, step 2 one backward with step 1's weights.
-    dict(grad_rule="gr", gr_granularity="vector", gr_weights_every=2),
+    *(dict(grad_rule=r, gr_granularity="vector", gr_weights_every=2) for r in ("gr", "pcgrad", "mgda")),
 ]
 
 
