@@ -237,8 +237,8 @@ def _rss_kib(field: str) -> int:
         return int(next(line for line in f if line.startswith(field)).split()[1])
 
 
-def peak_memory_child(name: str, variant: str, device: str) -> None:
-    """Subprocess body: print the peak memory growth (MiB) over >= 3 steps of one variant.
+def peak_memory_child(name: str, variant: str, device: str, steps: int) -> None:
+    """Subprocess body: print the peak memory growth (MiB) over >= ``steps`` steps of one variant.
 
     The baseline is taken after the model and batch exist and before the variant's
     own state (e.g. GR's gradient buffer) is allocated, so gradient storage counts.
@@ -262,7 +262,7 @@ def peak_memory_child(name: str, variant: str, device: str) -> None:
     rules = [] if variant in BASELINES or lagged else [variant]
     fn = step_functions(model, batch, options, rules, sync, lagged)[variant]
     taken = 0
-    while taken < 3:  # at least three steps (one cycle of a lagged variant with N >= 3)
+    while taken < steps:  # whole cycles of a lagged variant
         taken += fn()[2]
     sync()
     if device == "cuda":
@@ -272,10 +272,10 @@ def peak_memory_child(name: str, variant: str, device: str) -> None:
     print(json.dumps({"peak_mib": (peak - base) / 2**20}))
 
 
-def peak_memory(name: str, variant: str, device: str) -> float:
+def peak_memory(name: str, variant: str, device: str, steps: int) -> float:
     out = subprocess.run(
         [sys.executable, __file__, "--_memory_child", name, variant]
-        + ["--device", device],
+        + ["--device", device, "--memory_steps", str(steps)],
         capture_output=True, text=True, check=True,
     )
     return json.loads(out.stdout.strip().splitlines()[-1])["peak_mib"]
@@ -301,10 +301,16 @@ def main() -> None:
     parser.add_argument(
         "--skip_memory", action="store_true", help="timing only (no memory children)"
     )
+    parser.add_argument("--skip_timing", action="store_true", help="peak memory only")
+    parser.add_argument(
+        "--memory_steps", type=int, default=3,
+        help="steps per memory child (at least one whole lagged cycle); VmHWM creeps with "
+        "the step count (allocator slack), so compare variants at equal counts",
+    )
     parser.add_argument("--_memory_child", nargs=2, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args._memory_child:
-        peak_memory_child(*args._memory_child, device=args.device)
+        peak_memory_child(*args._memory_child, device=args.device, steps=args.memory_steps)
         return
     from espnet2.train.gradient_rules import RULES
 
@@ -323,17 +329,23 @@ def main() -> None:
         f"(+{args.warmup} warm-up), medians; step = forward + gradients (+ rule), "
         "no optimizer step"
     )
-    rows = {}
+    if args.skip_timing and args.skip_memory:
+        parser.error("--skip_timing and --skip_memory leave nothing to measure")
+    rows = {name: {} for name in args.models}
     for name in args.models:  # timing first: the model is freed before the children
-        rows[name] = time_model(name, rules, args.device, args.rounds, args.warmup, lagged)
+        if not args.skip_timing:
+            rows[name] = time_model(name, rules, args.device, args.rounds, args.warmup, lagged)
     if not args.skip_memory:
         for name in args.models:
             for variant in variants:
-                rows[name][f"mem_{variant}"] = peak_memory(name, variant, args.device)
+                rows[name][f"mem_{variant}"] = peak_memory(name, variant, args.device, args.memory_steps)
     clocks = ["wall"] if args.device == "cuda" else ["cpu", "wall"]
     for name, r in rows.items():
-        print(f"\n{name}: {r['params_se'] / 1e6:.2f}M SE / {r['params_all'] / 1e6:.2f}M parameters")
-        for clock in clocks:
+        if "params_se" in r:
+            print(f"\n{name}: {r['params_se'] / 1e6:.2f}M SE / {r['params_all'] / 1e6:.2f}M parameters")
+        else:
+            print(f"\n{name}:")
+        for clock in [] if args.skip_timing else clocks:
             print(
                 f"{clock} clock: {'variant':<12}{'step s':>9}{'x floor':>9}{'x mtl':>9}"
                 f"{'rule ms':>9}{'rule/step':>11}"
