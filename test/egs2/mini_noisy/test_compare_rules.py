@@ -271,3 +271,33 @@ def test_name_key_dir_names_systems_by_their_experiment_dir(tmp_path):
     names = [line.split(" | ")[0][2:] for line in lines if line.startswith("| ") and "seeds" not in line]
     assert names[:2] == ["gr_vector", "gr_vector_lag4"]
     assert "| gr_vector_lag4 | 1,2 | 6.67 [" in "\n".join(lines)  # GR[1], GR[2]: 4 errors / 60 words
+
+
+def test_gradient_statistics_are_averaged_over_epochs_then_seeds(tmp_path):
+    """The table of the trainer's gradient statistics: per system the mean over the
+    epochs of the [train] means in train.log (a [valid] value of the same name is not
+    read, a nan epoch is left out), then the mean over seeds. gr seed 1: conflict rate
+    (0.2 + 0.4) / 2 = 0.3, seed 2: 0.5 (its second epoch is nan) -> 0.400; norm ratio
+    seed 1 (2 + 4) / 2 = 3, seed 2 (1 + 1) / 2 = 1 -> 2.000. sum logs no gr_w_drift:
+    '-' there; a system whose log has none of the statistics adds no column."""
+    data = write_data_dir(tmp_path)
+    logs = {
+        ("gr", 1): [("gr_conflict_rate=0.2", "gr_norm_ratio=2.0", "gr_w_drift=0.1"),
+                    ("gr_conflict_rate=0.4", "gr_norm_ratio=4.0", "gr_w_drift=0.3")],
+        ("gr", 2): [("gr_conflict_rate=0.5", "gr_norm_ratio=1.0", "gr_w_drift=0.2"),
+                    ("gr_conflict_rate=nan", "gr_norm_ratio=1.0", "gr_w_drift=0.2")],
+        ("sum", 1): [("gr_conflict_rate=0.1", "gr_norm_ratio=5.0")],
+        ("sum", 2): [("gr_conflict_rate=0.3", "gr_norm_ratio=7.0")],
+    }  # fmt: skip
+    exps = []
+    for (rule, seed), epochs in logs.items():
+        exp = write_system(tmp_path, rule, seed, (GR if rule == "gr" else SUM)[seed])
+        lines = [f"[h] 2026 (trainer:1) INFO: {i}epoch results: [train] iter_time=0.1, {', '.join(stats)}, "
+                 f"train_time=0.5, [valid] gr_conflict_rate=0.9, loss=2.0"
+                 for i, stats in enumerate(epochs, 1)]  # fmt: skip
+        (exp / "train.log").write_text("\n".join(lines) + "\n")
+        exps.append(exp)
+    lines = compare(exps, data, tmp_path / "o", n_boot=200, group_field=None)
+    start = lines.index("| system | gr_conflict_rate | gr_norm_ratio | gr_w_drift |")
+    assert lines[start + 2] == "| gr | 0.400 | 2.000 | 0.200 |"
+    assert lines[start + 3] == "| sum | 0.200 | 6.000 | - |"

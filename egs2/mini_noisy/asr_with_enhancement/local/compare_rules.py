@@ -69,6 +69,9 @@ from pyscripts.utils.table_file import TableError, read_table, write_lines_atomi
 _ID = re.compile(r"^id:\s*\((.+)\)\s*$")
 _SCORES = re.compile(r"^Scores:\s*\(#C #S #D #I\)\s+(\d+)\s+(\d+)\s+(\d+)\s+(\d+)\s*$")
 _EPOCH = re.compile(r"\d+epoch results: .*?\btrain_time=([0-9.eE+-]+)")
+_TRAIN_SECTION = re.compile(r"\d+epoch results: \[train\] (.*?)(?:, \[|$)", re.MULTILINE)
+# The trainer's gradient statistics (docs/gradient_remedy_trainer.md), in table order.
+GRADIENT_STATS = ("gr_conflict_rate", "gr_norm_ratio", "gr_cos", "gr_w_asr", "gr_w_se", "gr_w_drift")
 
 
 class CompareError(ValueError):
@@ -87,6 +90,8 @@ class System:
         ref_words: ``{utt: C + S + D}``.
         wall_s: total training wall time in seconds (None when not recorded).
         iter_s: mean seconds per training iteration over the epochs (None when not logged).
+        grad_stats: ``{name: mean over the epochs}`` of the trainer's per-epoch training means
+            of ``GRADIENT_STATS`` (the names the log has; NaN epochs left out).
     """
 
     exp: Path
@@ -96,6 +101,7 @@ class System:
     ref_words: Dict[str, int]
     wall_s: Optional[float]
     iter_s: Optional[float]
+    grad_stats: Dict[str, float] = dataclasses.field(default_factory=dict)
 
 
 @dataclasses.dataclass
@@ -230,6 +236,28 @@ def training_cost(exp: Path) -> Tuple[Optional[float], Optional[float]]:
     return wall, iter_s
 
 
+def gradient_stats(log: Path) -> Dict[str, float]:
+    """``{name: mean over epochs}`` of ``GRADIENT_STATS`` in the ``[train]`` part of ESPnet's
+    ``<n>epoch results:`` lines of ``train.log`` (each an epoch's mean over its steps; epochs
+    of one run have the same number of steps, so this is the mean over the run's steps).
+    A resumed run logs each finished epoch once; NaN values (no step had the statistic) are
+    left out; names never logged are absent."""
+    if not log.exists():
+        return {}
+    values: Dict[str, List[float]] = {}
+    for section in _TRAIN_SECTION.findall(log.read_text(encoding="utf-8", errors="replace")):
+        for item in section.split(", "):
+            key, sep, value = item.partition("=")
+            if sep and key in GRADIENT_STATS:
+                try:
+                    x = float(value)
+                except ValueError:
+                    raise CompareError(f"{log}: {key}={value!r} is not a number") from None
+                if not math.isnan(x):
+                    values.setdefault(key, []).append(x)
+    return {k: sum(v) / len(v) for k, v in values.items()}
+
+
 def load_system(
     exp: Path,
     result: Path,
@@ -242,7 +270,7 @@ def load_system(
     rule = (renames or {}).get(rule, rule)
     errors, ref_words = read_result(result, ids)
     wall, iter_s = training_cost(exp)
-    return System(exp, rule, seed, errors, ref_words, wall, iter_s)
+    return System(exp, rule, seed, errors, ref_words, wall, iter_s, gradient_stats(exp / "train.log"))
 
 
 def read_groups(path: Path, field: int) -> Dict[str, str]:
@@ -391,6 +419,24 @@ def render(
         row += f" {_fmt_time(sum(walls) / len(walls) if walls else None, 60.0, 1)} |"
         row += f" {_fmt_time(sum(iters) / len(iters) if iters else None, 1.0, 3)} |"
         lines.append(row)
+    logged = [k for k in GRADIENT_STATS if any(k in s.grad_stats for g in rules.values() for s in g)]
+    if logged:
+        lines += [
+            "",
+            "## Gradient statistics (training; mean over the epochs, then over the seeds)",
+            "",
+            "Per-step statistics of the SE parameters' task gradients, as the trainer logs them "
+            "(docs/gradient_remedy_trainer.md); '-' where a system does not log one.",
+            "",
+            "| system | " + " | ".join(logged) + " |",
+            "|---|" + "---|" * len(logged),
+        ]
+        for rule, systems in rules.items():
+            cells = []
+            for key in logged:
+                xs = [s.grad_stats[key] for s in systems if key in s.grad_stats]
+                cells.append(f"{sum(xs) / len(xs):.3f}" if xs else "-")
+            lines.append(f"| {rule} | " + " | ".join(cells) + " |")
     if groups:
         names = sorted(groups, key=_group_key)
         lines += ["", f"## {kind} per group (utterances resampled within the group)", ""]
