@@ -23,10 +23,16 @@
 #   local/run_rule_comparison.sh --start scratch         # after ./run.sh stage 10; writes exp_rules_scratch/
 #   local/run_rule_comparison.sh --seeds "1" --systems "sum gr"
 #   local/run_rule_comparison.sh --smoke true            # after ./run.sh --smoke true (tests: wiring only)
+#   local/run_rule_comparison.sh --summarise true        # compare what has finished so far, train nothing
 #
-# Outputs (in exp_rules/, exp_rules_scratch/ with --start scratch, <that>_smoke/ with --smoke true):
+# Outputs (in --expdir: default exp_rules/, exp_rules_scratch/ with --start scratch, <that>_smoke/ with --smoke true):
 # seed<k>/enh_asr_<system>/ (training, decoding, scores), logs/, compare/compare_rules.{md,png}.
-# A re-run skips what is complete (enh_asr.sh's stage markers), so an interrupted comparison resumes.
+# Resuming: each system writes logs/<system>_seed<k>.ok last, holding its training options; a re-run
+# redoes only what is incomplete (enh_asr.sh's stage markers: a finished system is skipped in seconds,
+# an interrupted one resumes from its last epoch). Systems run seed-major, so an interrupted comparison
+# has whole seeds of every system; --summarise true compares the seeds that every listed system has
+# finished with the current options (a comparison longer than a working session is summarised and
+# continued in the next).
 set -e
 set -u
 set -o pipefail
@@ -37,6 +43,9 @@ log() {
 }
 
 smoke=false         # true: on ./run.sh --smoke true's outputs (exp_smoke, dump_smoke)
+summarise=false     # true: train nothing, compare the seeds every system has finished
+expdir=             # output dir (default: exp_rules, exp_rules_scratch with --start scratch; + _smoke)
+config=             # training config (default: ./run.sh's, conf/train_enh_asr.yaml; smoke: its smoke config)
 start=trained       # trained: from --base_exp; scratch: from each seed's initialisation
 base_exp=           # the shared trained start: a system of ./run.sh (default: its sum system)
 systems="asr_only sum gr pcgrad gradvac cagrad imtl_g mgda nash_mtl aligned_mtl fixed_0.5"
@@ -54,23 +63,27 @@ fi
 . ./path.sh
 
 if "${smoke}"; then
-    run_exp=exp_smoke dumpdir=dump_smoke config_name=train_enh_asr_smoke suffix=_smoke
+    run_exp=exp_smoke dumpdir=dump_smoke suffix=_smoke
+    [ -n "${config}" ] || config=conf/tuning/train_enh_asr_smoke.yaml
 else
-    run_exp=exp dumpdir=dump config_name=train_enh_asr_small_cpu suffix=
+    run_exp=exp dumpdir=dump suffix=
+    [ -n "${config}" ] || config=conf/train_enh_asr.yaml
 fi
+[ -f "${config}" ] || { log "Error: --config ${config}: no such file"; exit 2; }
+config_name=$(basename "$(readlink -f "${config}")" .yaml) # ./run.sh's system names use it
 [ -z "${epochs}" ] || [[ "${epochs}" =~ ^[1-9][0-9]*$ ]] \
     || { log "Error: --epochs must be a positive integer, got '${epochs}'"; exit 2; }
 model=valid.acc.ave.pth
 case "${start}" in
     trained)
-        expdir=exp_rules${suffix}
+        [ -n "${expdir}" ] || expdir=exp_rules${suffix}
         [ -n "${base_exp}" ] || base_exp=${run_exp}/enh_asr_${config_name}_sum
         [ -f "${base_exp}/${model}" ] \
             || { log "Error: ${base_exp}/${model} is missing: run ./run.sh first (or give --base_exp)"; exit 1; }
         common_args="--init_param ${base_exp}/${model} --max_epoch ${epochs:-1} --scheduler none --optim_conf lr=${lr}"
         origin="${base_exp}/${model}, ${epochs:-1} epoch(s) each" ;;
     scratch)
-        expdir=exp_rules_scratch${suffix}
+        [ -n "${expdir}" ] || expdir=exp_rules_scratch${suffix}
         [ -z "${base_exp}" ] || { log "Error: --base_exp is for --start trained"; exit 2; }
         common_args=${epochs:+--max_epoch ${epochs}}
         origin="scratch, ${epochs:-max_epoch of the config} epochs each" ;;
@@ -98,8 +111,8 @@ stats_dir=${run_exp}/enh_asr_stats_raw_en_char # ./run.sh's stage 10 (shape file
 [ -f "${stats_dir}/.done" ] || { log "Error: ${stats_dir}/.done is missing: run ./run.sh first"; exit 1; }
 test_set=et05_simu_isolated_1ch_track
 
-# One system and seed: train, decode, score (explicit returns: errexit does not apply inside "if run_system").
-run_system() {
+# The training options of one system and seed: "<grad_rule> <enh_asr_args>".
+system_options() {
     local sys=$1 seed=$2 rule=$1 args="${common_args} --seed $2"
     case "${sys}" in
         asr_only) rule=fixed; args+=" --grad_rule_conf w_se=0" ;;
@@ -107,9 +120,29 @@ run_system() {
         gr_vector) rule=gr; args+=" --gr_granularity vector" ;;
         gr_vector_lag*) rule=gr; args+=" --gr_granularity vector --gr_weights_every ${sys#gr_vector_lag}" ;;
     esac
+    echo "${rule} ${args}"
+}
+
+# The content of a system's .ok marker: its options and the checksum of the training config, so that
+# a system finished with other options or another config does not count as finished.
+marker_content() {
+    echo "$(system_options "$1" "$2") config_sha1=$(sha1sum < "${config}" | cut -d' ' -f1)"
+}
+
+# True when the system has finished with the current options and config.
+finished() {
+    local marker=${expdir}/logs/$1_seed$2.ok
+    [ -f "${marker}" ] && [ "$(cat "${marker}")" = "$(marker_content "$1" "$2")" ]
+}
+
+# One system and seed: train, decode, score (explicit returns: errexit does not apply inside "if run_system").
+run_system() {
+    local sys=$1 seed=$2 options rule args
+    options=$(system_options "${sys}" "${seed}")
+    rule=${options%% *} args=${options#* }
     for stages in "11 12" "14 14"; do
         set -- ${stages}
-        ./run.sh --smoke "${smoke}" --grad_rules "${rule}" --train_num_threads 1 \
+        ./run.sh --smoke "${smoke}" --grad_rules "${rule}" --train_num_threads 1 --enh_asr_config "${config}" \
             --expdir "${expdir}/seed${seed}" --enh_asr_stats_dir "${stats_dir}" \
             --enh_asr_exp "${expdir}/seed${seed}/enh_asr_${sys}" \
             --enh_asr_args "${args}" --test_sets "${test_set}" --stage "$1" --stop_stage "$2" || return 1
@@ -118,37 +151,57 @@ run_system() {
 
 mkdir -p "${expdir}/logs"
 n_sys=$(echo ${systems} | wc -w) n_seeds=$(echo ${seeds} | wc -w)
-log "Training $((n_sys * n_seeds)) systems from ${origin}: ${systems} x seeds ${seeds}"
-log "(${parallel} at once; logs: ${expdir}/logs/)"
-for seed in ${seeds}; do  # seed-major: an interrupted run has whole seeds of every rule
-    for sys in ${systems}; do
-        name=${sys}_seed${seed}
-        while [ "$(jobs -rp | wc -l)" -ge "${parallel}" ]; do wait -n || true; done
-        log "System ${name}: start (log: ${expdir}/logs/${name}.log)"
-        rm -f "${expdir}/logs/${name}.ok"
-        {
-            if run_system "${sys}" "${seed}" > "${expdir}/logs/${name}.log" 2>&1; then
-                touch "${expdir}/logs/${name}.ok"
-                log "System ${name}: done: WER $(grep -h Sum/Avg "${expdir}/seed${seed}/enh_asr_${sys}"/decode_*/"${test_set}"/score_wer/result.txt | tr -s ' ')"
-            else
-                log "System ${name}: FAILED, see ${expdir}/logs/${name}.log"
+if ! "${summarise}"; then
+    log "Training $((n_sys * n_seeds)) systems from ${origin}: ${systems} x seeds ${seeds}"
+    log "(${parallel} at once; logs: ${expdir}/logs/)"
+    for seed in ${seeds}; do  # seed-major: an interrupted run has whole seeds of every rule
+        for sys in ${systems}; do
+            name=${sys}_seed${seed}
+            if finished "${sys}" "${seed}"; then
+                log "System ${name}: finished before (${expdir}/logs/${name}.ok), skipped"
+                continue
             fi
-        } &
+            while [ "$(jobs -rp | wc -l)" -ge "${parallel}" ]; do wait -n || true; done
+            log "System ${name}: start (log: ${expdir}/logs/${name}.log)"
+            rm -f "${expdir}/logs/${name}.ok"
+            {
+                if run_system "${sys}" "${seed}" > "${expdir}/logs/${name}.log" 2>&1; then
+                    marker_content "${sys}" "${seed}" > "${expdir}/logs/${name}.ok"
+                    log "System ${name}: done: WER $(grep -h Sum/Avg "${expdir}/seed${seed}/enh_asr_${sys}"/decode_*/"${test_set}"/score_wer/result.txt | tr -s ' ')"
+                else
+                    log "System ${name}: FAILED, see ${expdir}/logs/${name}.log"
+                fi
+            } &
+        done
     done
-done
-wait
-failed=""
-exps=""
+    wait
+fi
+missing="" done_seeds=""
 for seed in ${seeds}; do
+    complete=true
     for sys in ${systems}; do
-        [ -e "${expdir}/logs/${sys}_seed${seed}.ok" ] || failed+=" ${sys}_seed${seed}"
+        finished "${sys}" "${seed}" || { missing+=" ${sys}_seed${seed}"; complete=false; }
+    done
+    ! "${complete}" || done_seeds+=" ${seed}"
+done
+if [ -n "${missing}" ]; then
+    if ! "${summarise}"; then
+        log "Error: failed:${missing} (see ${expdir}/logs/<system>_seed<k>.log; a re-run redoes only these;"
+        log "--summarise true compares the seeds every system has finished)"
+        exit 1
+    fi
+    [ -n "${done_seeds}" ] || { log "Error: no seed has finished for every system (unfinished:${missing})"; exit 1; }
+    log "Summarising the finished seeds${done_seeds} (unfinished:${missing})"
+fi
+exps=""
+for seed in ${done_seeds}; do
+    for sys in ${systems}; do
         exps+=" ${expdir}/seed${seed}/enh_asr_${sys}"
     done
 done
-[ -z "${failed}" ] || { log "Error: failed:${failed} (see ${expdir}/logs/<system>_seed<k>.log)"; exit 1; }
 
 log "WER per system and SNR: ${expdir}/compare/compare_rules.md"
-first_seed=${seeds%% *}
+first_seed=${done_seeds# } first_seed=${first_seed%% *}
 inference_tag=$(basename "$(ls -d "${expdir}/seed${first_seed}/enh_asr_${systems%% *}"/decode_*/ | head -n 1)")
 baseline=none
 [[ " ${systems} " != *" sum "* ]] || baseline=sum
