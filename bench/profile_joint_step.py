@@ -21,7 +21,8 @@ one multi-task step (forward, one backward of ``l_asr + l_se``, Adam step) split
 Data loading is not in the step: the training logs report it (``iter_time`` of
 ESPnet's reporter, per step) next to ``forward_time``, ``backward_time`` and
 ``optim_step_time``. Times are wall-clock medians over ``--rounds`` steps after
-``--warmup`` steps, in milliseconds, on a CPU with ``--threads`` threads.
+``--warmup`` steps, in milliseconds, on a CPU with ``--threads`` threads; with several
+configs their steps alternate round by round.
 
 Usage::
 
@@ -158,17 +159,21 @@ class StepTimer:
         return result
 
 
-def profile(config: str, opts) -> Dict[str, float]:
-    model, optimizer = build(config, opts.vocab)
+def profile(configs: List[str], opts) -> List[Dict[str, float]]:
+    """Median seconds per component for each config; the configs' steps are interleaved
+    round by round, so a change of the machine's speed affects them alike."""
     batch = make_batch(opts.batch, opts.seconds, opts.tokens, opts.vocab)
-    timer = StepTimer(model)
-    samples = defaultdict(list)
+    runs = []
+    for config in configs:
+        model, optimizer = build(config, opts.vocab)
+        runs.append((model, optimizer, StepTimer(model), defaultdict(list)))
     for i in range(opts.warmup + opts.rounds):
-        result = timer.step(model, optimizer, batch)
-        if i >= opts.warmup:
-            for k, v in result.items():
-                samples[k].append(v)
-    return {k: statistics.median(v) for k, v in samples.items()}
+        for model, optimizer, timer, samples in runs:
+            result = timer.step(model, optimizer, batch)
+            if i >= opts.warmup:
+                for k, v in result.items():
+                    samples[k].append(v)
+    return [{k: statistics.median(v) for k, v in samples.items()} for *_, samples in runs]
 
 
 def main() -> None:
@@ -187,8 +192,7 @@ def main() -> None:
         f"batch {opts.batch} x {opts.seconds} s, {opts.tokens} tokens of {opts.vocab}, "
         f"{opts.threads} thread(s), medians of {opts.rounds} steps (ms)"
     )
-    for config in opts.configs:
-        result = profile(config, opts)
+    for config, result in zip(opts.configs, profile(opts.configs, opts)):
         step = result.pop("step")
         print(f"\n{Path(config).name}: step {1000 * step:.0f} ms\n")
         print("| component | ms | share |\n| --- | --- | --- |")

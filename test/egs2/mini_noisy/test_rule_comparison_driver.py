@@ -28,10 +28,12 @@ set -eu
 while [ $# -gt 0 ]; do
     case "$1" in
         --enh_asr_exp) exp=$2 ;; --enh_asr_args) args=$2 ;; --stage) stage=$2 ;; --grad_rules) rule=$2 ;;
+        --enh_asr_config) config=$2 ;;
     esac
     shift 2
 done
 echo "${exp} ${stage}" >> calls.txt
+echo "${config}" >> configs.txt
 seed=${args##*--seed } seed=${seed%% *}
 if [ "${stage}" = 11 ]; then
     if [ -e "${exp}.fail" ]; then rm "${exp}.fail"; echo "interrupted" >&2; exit 1; fi
@@ -144,6 +146,14 @@ def test_markers_written_with_other_options_or_config_do_not_count(recipe):
     # An edited config invalidates every marker: all four systems run again.
     (recipe / "conf/train_enh_asr.yaml").write_text("max_epoch: 2\n")
     assert drive(recipe).returncode == 0 and len(calls(recipe)) == 2 * n
+    # So does another config (--train_config, not --config: parse_options.sh sources --config),
+    # which every training and scoring call receives.
+    (recipe / "conf/other.yaml").write_text("max_epoch: 3\n")
+    p = drive(recipe, "--train_config", "conf/other.yaml", "--base_exp", "exp/enh_asr_train_enh_asr_sum")
+    assert p.returncode == 0, p.stdout + p.stderr
+    assert len(calls(recipe)) == 3 * n
+    configs = (recipe / "configs.txt").read_text().split()
+    assert configs[2 * n:] == ["conf/other.yaml"] * n and set(configs[:2 * n]) == {"conf/train_enh_asr.yaml"}
 
 
 def test_bad_summarise_value_is_refused_before_anything_runs(recipe):

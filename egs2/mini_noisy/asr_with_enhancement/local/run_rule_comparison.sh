@@ -24,6 +24,7 @@
 #   local/run_rule_comparison.sh --seeds "1" --systems "sum gr"
 #   local/run_rule_comparison.sh --smoke true            # after ./run.sh --smoke true (tests: wiring only)
 #   local/run_rule_comparison.sh --summarise true        # compare what has finished so far, train nothing
+#   local/run_rule_comparison.sh --start scratch --train_config conf/tuning/<config>.yaml --expdir exp_rules_<name>
 #
 # Outputs (in --expdir: default exp_rules/, exp_rules_scratch/ with --start scratch, <that>_smoke/ with --smoke true):
 # seed<k>/enh_asr_<system>/ (training, decoding, scores), logs/, compare/compare_rules.{md,png}.
@@ -45,7 +46,7 @@ log() {
 smoke=false         # true: on ./run.sh --smoke true's outputs (exp_smoke, dump_smoke)
 summarise=false     # true: train nothing, compare the seeds every system has finished
 expdir=             # output dir (default: exp_rules, exp_rules_scratch with --start scratch; + _smoke)
-config=             # training config (default: ./run.sh's, conf/train_enh_asr.yaml; smoke: its smoke config)
+train_config=       # training config (default: ./run.sh's, conf/train_enh_asr.yaml; smoke: its smoke config)
 start=trained       # trained: from --base_exp; scratch: from each seed's initialisation
 base_exp=           # the shared trained start: a system of ./run.sh (default: its sum system)
 systems="asr_only sum gr pcgrad gradvac cagrad imtl_g mgda nash_mtl aligned_mtl fixed_0.5"
@@ -64,13 +65,13 @@ fi
 
 if "${smoke}"; then
     run_exp=exp_smoke dumpdir=dump_smoke suffix=_smoke
-    [ -n "${config}" ] || config=conf/tuning/train_enh_asr_smoke.yaml
+    [ -n "${train_config}" ] || train_config=conf/tuning/train_enh_asr_smoke.yaml
 else
     run_exp=exp dumpdir=dump suffix=
-    [ -n "${config}" ] || config=conf/train_enh_asr.yaml
+    [ -n "${train_config}" ] || train_config=conf/train_enh_asr.yaml
 fi
-[ -f "${config}" ] || { log "Error: --config ${config}: no such file"; exit 2; }
-config_name=$(basename "$(readlink -f "${config}")" .yaml) # ./run.sh's system names use it
+[ -f "${train_config}" ] || { log "Error: --train_config ${train_config}: no such file"; exit 2; }
+config_name=$(basename "$(readlink -f "${train_config}")" .yaml) # ./run.sh's system names use it
 [ -z "${epochs}" ] || [[ "${epochs}" =~ ^[1-9][0-9]*$ ]] \
     || { log "Error: --epochs must be a positive integer, got '${epochs}'"; exit 2; }
 model=valid.acc.ave.pth
@@ -126,7 +127,7 @@ system_options() {
 # The content of a system's .ok marker: its options and the checksum of the training config, so that
 # a system finished with other options or another config does not count as finished.
 marker_content() {
-    echo "$(system_options "$1" "$2") config_sha1=$(sha1sum < "${config}" | cut -d' ' -f1)"
+    echo "$(system_options "$1" "$2") config_sha1=$(sha1sum < "${train_config}" | cut -d' ' -f1)"
 }
 
 # True when the system has finished with the current options and config.
@@ -142,7 +143,7 @@ run_system() {
     rule=${options%% *} args=${options#* }
     for stages in "11 12" "14 14"; do
         set -- ${stages}
-        ./run.sh --smoke "${smoke}" --grad_rules "${rule}" --train_num_threads 1 --enh_asr_config "${config}" \
+        ./run.sh --smoke "${smoke}" --grad_rules "${rule}" --train_num_threads 1 --enh_asr_config "${train_config}" \
             --expdir "${expdir}/seed${seed}" --enh_asr_stats_dir "${stats_dir}" \
             --enh_asr_exp "${expdir}/seed${seed}/enh_asr_${sys}" \
             --enh_asr_args "${args}" --test_sets "${test_set}" --stage "$1" --stop_stage "$2" || return 1
