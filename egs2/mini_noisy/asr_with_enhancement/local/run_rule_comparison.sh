@@ -28,12 +28,13 @@
 #
 # Outputs (in --expdir: default exp_rules/, exp_rules_scratch/ with --start scratch, <that>_smoke/ with --smoke true):
 # seed<k>/enh_asr_<system>/ (training, decoding, scores), logs/, compare/compare_rules.{md,png}.
-# Resuming: each system writes logs/<system>_seed<k>.ok last, holding its training options; a re-run
-# redoes only what is incomplete (enh_asr.sh's stage markers: a finished system is skipped in seconds,
-# an interrupted one resumes from its last epoch). Systems run seed-major, so an interrupted comparison
-# has whole seeds of every system; --summarise true compares the seeds that every listed system has
-# finished with the current options (a comparison longer than a working session is summarised and
-# continued in the next).
+# Resuming: each system writes logs/<system>_seed<k>.ok last (after scoring), holding its training
+# options and the config's checksum; a re-run skips every system whose marker matches and redoes the
+# others (enh_asr.sh's stage markers resume an interrupted training from its last epoch). The trained
+# start is named by its path, not its content: after retraining it, remove the output dir. Systems run
+# seed-major, so an interrupted comparison has whole seeds of every system; --summarise true compares
+# the seeds that every listed system has finished (a comparison longer than a working session is
+# summarised, and continued in the next).
 set -e
 set -u
 set -o pipefail
