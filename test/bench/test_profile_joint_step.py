@@ -2,7 +2,7 @@
 
 The profile is a script (timings are not tested); what is tested is that the split adds
 up, so a table it prints can be trusted: the backward segments tile the whole backward,
-every hooked component is timed once per step, and a model whose encoder input layer
+every hooked component is timed once per step (nothing carries over), and a model whose encoder input layer
 does not pass a gradient boundary is refused instead of printing a wrong split.
 """
 
@@ -30,7 +30,9 @@ def timed_step():
 def test_components_tile_the_step(timed_step):
     """Forward components (with the remainder row) + backward segments + optimizer = the
     step, with every part >= 0: the backward boundaries fall inside the backward (sorted,
-    they cut it into consecutive segments) and no forward component is counted twice."""
+    they cut it into consecutive segments) and no forward component is counted twice. The
+    fixture has already run a step, so this also checks that nothing carries over from one
+    step to the next (carried-over times would make the remainder negative)."""
     timer, model, optimizer, batch = timed_step
     result = timer.step(model, optimizer, batch)
     step = result.pop("step")
@@ -41,15 +43,6 @@ def test_components_tile_the_step(timed_step):
     # The remainder row is >= 0 only if no forward component is counted twice (the input
     # layer runs inside the encoder's forward and is subtracted from the blocks).
     assert all(v >= 0 for k, v in result.items() if k.startswith("forward: "))
-
-
-def test_every_step_is_timed_afresh(timed_step):
-    """Two steps do not accumulate: each starts from cleared times and boundaries."""
-    timer, model, optimizer, batch = timed_step
-    a = timer.step(model, optimizer, batch)
-    b = timer.step(model, optimizer, batch)
-    assert b["forward: encoder blocks"] < 3 * a["forward: encoder blocks"] + 0.05
-    assert len(timer.marks) == len(pjs.BACKWARD_SEGMENTS) - 1
 
 
 def test_missing_gradient_boundary_is_refused(timed_step):

@@ -219,8 +219,9 @@ def parse_renames(spec: str) -> Dict[str, str]:
     return renames
 
 
-def training_cost(exp: Path) -> Tuple[Optional[float], Optional[float]]:
-    """``(total wall seconds, mean seconds per iteration)``; None where not recorded."""
+def training_cost(exp: Path, log_text: str) -> Tuple[Optional[float], Optional[float]]:
+    """``(total wall seconds, mean seconds per iteration)`` from ``train_wall_time_s`` and the
+    text of ``train.log``; None where not recorded."""
     wall = None
     path = exp / "train_wall_time_s"
     if path.exists():
@@ -228,24 +229,18 @@ def training_cost(exp: Path) -> Tuple[Optional[float], Optional[float]]:
             wall = float(sum(int(x) for x in path.read_text(encoding="utf-8").split()))
         except ValueError:
             raise CompareError(f"{path}: expected one integer number of seconds per line") from None
-    iter_s = None
-    log = exp / "train.log"
-    if log.exists():
-        times = [float(x) for x in _EPOCH.findall(log.read_text(encoding="utf-8", errors="replace"))]
-        iter_s = sum(times) / len(times) if times else None
-    return wall, iter_s
+    times = [float(x) for x in _EPOCH.findall(log_text)]
+    return wall, sum(times) / len(times) if times else None
 
 
-def gradient_stats(log: Path) -> Dict[str, float]:
+def gradient_stats(log: Path, log_text: str) -> Dict[str, float]:
     """``{name: mean over epochs}`` of ``GRADIENT_STATS`` in the ``[train]`` part of ESPnet's
-    ``<n>epoch results:`` lines of ``train.log`` (each an epoch's mean over its steps; epochs
+    ``<n>epoch results:`` lines of ``log_text``, the text of ``log`` (each an epoch's mean over its steps; epochs
     of one run have the same number of steps, so this is the mean over the run's steps).
     A resumed run logs each finished epoch once; NaN values (no step had the statistic) are
     left out; names never logged are absent."""
-    if not log.exists():
-        return {}
     values: Dict[str, List[float]] = {}
-    for section in _TRAIN_SECTION.findall(log.read_text(encoding="utf-8", errors="replace")):
+    for section in _TRAIN_SECTION.findall(log_text):
         for item in section.split(", "):
             key, sep, value = item.partition("=")
             if sep and key in GRADIENT_STATS:
@@ -269,8 +264,10 @@ def load_system(
     rule, seed = read_config(exp, name_key, missing_name)
     rule = (renames or {}).get(rule, rule)
     errors, ref_words = read_result(result, ids)
-    wall, iter_s = training_cost(exp)
-    return System(exp, rule, seed, errors, ref_words, wall, iter_s, gradient_stats(exp / "train.log"))
+    log = exp / "train.log"
+    log_text = log.read_text(encoding="utf-8", errors="replace") if log.exists() else ""
+    wall, iter_s = training_cost(exp, log_text)
+    return System(exp, rule, seed, errors, ref_words, wall, iter_s, gradient_stats(log, log_text))
 
 
 def read_groups(path: Path, field: int) -> Dict[str, str]:
