@@ -57,7 +57,7 @@ min_wav_duration=0.1 # Minimum duration in second.
 max_wav_duration=20  # Maximum duration in second.
 
 # Tokenization related
-token_type=bpe      # Tokenization type (char or bpe).
+token_type=bpe      # Tokenization type (bpe, char or word).
 nbpe=30             # The number of BPE vocabulary.
 bpemode=unigram     # Mode of BPE (unigram or bpe).
 oov="<unk>"         # Out of vocabulary symbol.
@@ -125,7 +125,7 @@ Stages:
     2: speed perturbation (optional)         10: collect shape statistics
     3: format wav.scp and spk1.scp (to --fs) 11: joint SE+ASR training (GradientRemedyTrainer)
     4: filter by duration, fix data dirs     12: decoding (asr_inference --enh_s2t_task true)
-    5: token list (bpe or char)              13: enhancement (enh_inference --enh_s2t_task true)
+    5: token list (bpe, char or word)     13: enhancement (enh_inference --enh_s2t_task true)
     6: LM collect stats                      14: ASR scoring (WER/CER/TER)
     7: LM training                           15: SE scoring (noisy input and enhanced output vs spk1.scp)
     8: LM perplexity                         16: RESULTS.md
@@ -161,7 +161,7 @@ Options:
     --max_wav_duration # Maximum duration in second (default="${max_wav_duration}").
 
     # Tokenization related
-    --token_type              # Tokenization type (char or bpe, default="${token_type}").
+    --token_type              # Tokenization type (bpe, char or word, default="${token_type}").
     --nbpe                    # The number of BPE vocabulary (default="${nbpe}").
     --bpemode                 # Mode of BPE (unigram or bpe, default="${bpemode}").
     --oov                     # Out of vocabulary symbol (default="${oov}").
@@ -245,7 +245,7 @@ _omp_threads=${OMP_NUM_THREADS:-1}
 [ -z "${test_sets}" ] && { log "Error: --test_sets is required"; exit 2; }
 [ -z "${enh_asr_config}" ] && { log "Error: --enh_asr_config is required"; exit 2; }
 [ "${feats_type}" != raw ] && { log "Error: only --feats_type raw is supported, got '${feats_type}'"; exit 2; }
-case "${token_type}" in bpe|char) ;; *) log "Error: --token_type must be bpe or char, got '${token_type}'"; exit 2;; esac
+case "${token_type}" in bpe|char|word) ;; *) log "Error: --token_type must be bpe, char or word, got '${token_type}'"; exit 2;; esac
 case "${audio_format}" in wav|flac) ;; *) log "Error: --audio_format must be wav or flac, got '${audio_format}'"; exit 2;; esac
 case "${feats_normalize}" in ""|global_mvn) ;; *) log "Error: --feats_normalize must be empty or global_mvn"; exit 2;; esac
 case "${enh_asr_task}" in
@@ -291,7 +291,7 @@ bpemodel="${bpeprefix}".model
 if [ "${token_type}" = bpe ]; then
     token_list="${bpedir}"/tokens.txt
 else
-    token_list="${token_listdir}"/char/tokens.txt
+    token_list="${token_listdir}/${token_type}/tokens.txt"
     bpemodel=none
 fi
 lm_token_list="${token_list}"

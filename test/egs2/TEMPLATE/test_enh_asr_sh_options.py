@@ -72,7 +72,7 @@ def test_unknown_grad_rule_lists_the_trainers_rules():
 @pytest.mark.parametrize(
     "args, message",
     [
-        (["--token_type", "word"], "--token_type must be bpe or char"),
+        (["--token_type", "phn"], "--token_type must be bpe, char or word"),
         (["--audio_format", "mp3"], "--audio_format must be wav or flac"),
         (["--feats_type", "fbank"], "only --feats_type raw"),
         (["--enh_asr_config", "conf/no_such.yaml"], "no_such.yaml: no such file"),
