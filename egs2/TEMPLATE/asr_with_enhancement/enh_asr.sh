@@ -125,7 +125,7 @@ Stages:
     2: speed perturbation (optional)         10: collect shape statistics
     3: format wav.scp and spk1.scp (to --fs) 11: joint SE+ASR training (GradientRemedyTrainer)
     4: filter by duration, fix data dirs     12: decoding (asr_inference --enh_s2t_task true)
-    5: token list (bpe, char or word)       13: enhancement (enh_inference --enh_s2t_task true)
+    5: token list (bpe, char or word)        13: enhancement (enh_inference --enh_s2t_task true)
     6: LM collect stats                      14: ASR scoring (WER/CER/TER)
     7: LM training                           15: SE scoring (noisy input and enhanced output vs spk1.scp)
     8: LM perplexity                         16: RESULTS.md
